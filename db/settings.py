@@ -1,0 +1,46 @@
+"""The one settings object. Every knob is an environment variable prefixed ``NBATLAS_``."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path(platformdirs.user_data_dir("nbatlas", appauthor=False))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NBATLAS_", env_file=None, extra="ignore")
+
+    home: Path = Field(default_factory=_default_home, description="Where nbatlas keeps its embedded database, caches and demo corpus.")
+    database_url: str | None = Field(default=None, description="Use this PostgreSQL (with pgvector) instead of the embedded one.")
+
+    # ingest limits: each breach is a recorded problem naming the file, never a crash
+    max_file_bytes: int = 200 * 1024 * 1024
+    max_image_pixels: int = 178_956_970  # Pillow's own decompression-bomb threshold x2
+    max_archive_members: int = 1_000_000
+    max_archive_bytes: int = 50 * 1024**3  # total unpacked size of one archive
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
+    batch_notebooks: int = 64  # notebooks per COPY transaction
+
+    # API
+    api_token: str | None = None
+    public: bool = False
+    statement_timeout_ms: int = 2000
+    max_page_size: int = 100
+    readonly_database_url: str | None = None
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home / "pg"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

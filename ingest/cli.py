@@ -1,0 +1,36 @@
+"""The ``nbatlas`` command. This is the composition root: it only parses arguments and calls jobs.
+
+Each group of commands lives in ``ingest/commands/<topic>.py`` with its own Typer app; they are
+merged here so every command is a top-level ``nbatlas <command>``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from ingest.commands import COMMAND_MODULES
+
+app = typer.Typer(
+    name="nbatlas",
+    help=(
+        "nbatlas: a queryable corpus of Jupyter notebooks (text, code and the plots they drew) "
+        "in PostgreSQL + pgvector.\n\n"
+        "With NBATLAS_DATABASE_URL unset, an embedded PostgreSQL is started in $NBATLAS_HOME/pg "
+        "and reused by later commands; `nbatlas db stop` stops it."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+for module in COMMAND_MODULES:
+    app.registered_commands.extend(module.app.registered_commands)
+    app.registered_groups.extend(module.app.registered_groups)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""Command groups of the ``nbatlas`` CLI. Add a module here to add commands."""
+
+from importlib import import_module
+
+_NAMES = ["database", "corpus", "serve", "demo"]
+
+COMMAND_MODULES = [import_module(f"ingest.commands.{name}") for name in _NAMES]

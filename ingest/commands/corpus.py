@@ -1,0 +1,5 @@
+"""Commands: corpus (filled in by its issue)."""
+
+import typer
+
+app = typer.Typer()

@@ -1,0 +1,118 @@
+"""Test fixtures: one real PostgreSQL (embedded) per test session, migrated once.
+
+* ``session``: a SQLModel session inside an outer transaction that is rolled back after the
+  test (SQLAlchemy's "join an external transaction" recipe): commits inside the code under
+  test release savepoints, nothing survives the test.
+* ``fresh_database``: a factory for a brand-new, migrated database on the same server, for tests
+  that need committed data seen by another process (the CLI, a served API, a killed ingest).
+
+Set NBATLAS_TEST_DATABASE_URL to run against an existing server (it must allow CREATE DATABASE).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+from db import schema
+from db.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+REAL_CORPUS = SHARED / "corpus" / "real"
+BROKEN_CORPUS = SHARED / "corpus" / "broken"
+
+
+def real_notebooks() -> list[Path]:
+    return sorted(REAL_CORPUS.glob("*.ipynb"))
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Admin URL (database 'postgres') of the test session's PostgreSQL server."""
+    given = os.environ.get("NBATLAS_TEST_DATABASE_URL")
+    if given:
+        yield given.replace("postgresql://", "postgresql+psycopg://", 1)
+        return
+    from db.server import embedded_uri, stop_embedded
+
+    pgdata = tmp_path_factory.mktemp("pg") / "pgdata"
+    yield embedded_uri(pgdata)
+    stop_embedded(pgdata)
+
+
+def _create_database(server_url: str, name: str) -> str:
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_database(server_url: str, name: str) -> None:
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(server_url: str) -> Iterator[Engine]:
+    name = f"nbatlas_test_{uuid.uuid4().hex[:8]}"
+    url = _create_database(server_url, name)
+    eng = create_engine(url)
+    schema.upgrade(eng)
+    yield eng
+    eng.dispose()
+    _drop_database(server_url, name)
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    connection = engine.connect()
+    outer = connection.begin()
+    with Session(bind=connection, join_transaction_mode="create_savepoint") as sess:
+        yield sess
+    outer.rollback()
+    connection.close()
+
+
+@pytest.fixture
+def fresh_database(server_url: str) -> Iterator[Callable[..., str]]:
+    """Factory: ``url = fresh_database(migrate=True)`` gives a new database's SQLAlchemy URL."""
+    created: list[str] = []
+
+    def make(*, migrate: bool = True) -> str:
+        name = f"nbatlas_fresh_{uuid.uuid4().hex[:8]}"
+        url = _create_database(server_url, name)
+        created.append(name)
+        if migrate:
+            eng = create_engine(url)
+            schema.upgrade(eng)
+            eng.dispose()
+        return url
+
+    yield make
+    for name in created:
+        _drop_database(server_url, name)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, engine: Engine) -> Settings:
+    """Settings pointing at the session database, with a private home."""
+    return Settings(home=tmp_path / "home", database_url=engine.url.render_as_string(hide_password=False))
+
+
+def cli_env(database_url: str, home: Path) -> dict[str, str]:
+    """Environment for running the ``nbatlas`` command in a subprocess against a test database."""
+    env = dict(os.environ)
+    env["NBATLAS_DATABASE_URL"] = database_url
+    env["NBATLAS_HOME"] = str(home)
+    return env
