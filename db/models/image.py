@@ -32,5 +32,6 @@ class OutputImage(SQLModel, table=True):
     mime: str = Field(sa_column=Column(Text, primary_key=True))
     image_sha256: str = Field(sa_column=Column(CHAR(64), ForeignKey("image.sha256"), nullable=False, index=True))
     # how the notebook wrote the base64 (null: one line, as base64.b64encode does;
-    # 'lines76': base64.encodebytes' 76-column lines), so the notebook is rebuilt exactly
+    # 'lines76': base64.encodebytes' 76-column lines; 'raw': written some other way, and the
+    # original string is kept in output.data under this mime), so the notebook is rebuilt exactly
     b64_layout: str | None = Field(default=None, sa_column=Column(Text))

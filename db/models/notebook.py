@@ -29,6 +29,11 @@ class Notebook(SQLModel, table=True):
     n_cells: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     n_outputs: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     n_image_outputs: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    # top-level keys nbatlas has no column for (and canonical keys the file lacked), so nothing is lost
+    extra: dict[str, Any] | None = Field(default=None, sa_column=jsonb_column())
+    # PostgreSQL text cannot hold NUL or lone surrogates: when a notebook has them, every stored string
+    # of it writes such a character as this escape character + 4 hex digits (see ingest.parse)
+    text_escape: str | None = Field(default=None, sa_column=Column(Text))
     run_id: int | None = Field(default=None, sa_column=fk_column("ingest_run.id", nullable=True, ondelete="SET NULL"))
     ingested_at: datetime = Field(sa_column=timestamp_column())
 
@@ -47,6 +52,8 @@ class Cell(SQLModel, table=True):
     execution_count: int | None = Field(default=None, sa_column=Column(Integer))
     metadata_: dict[str, Any] = Field(default_factory=dict, sa_column=Column("metadata", jsonb_column().type, nullable=False))
     attachments: dict[str, Any] | None = Field(default=None, sa_column=jsonb_column())
+    # keys nbatlas has no column for (and canonical keys the cell lacked), so nothing is lost
+    extra: dict[str, Any] | None = Field(default=None, sa_column=jsonb_column())
 
 
 class Output(SQLModel, table=True):

@@ -56,6 +56,8 @@ def upgrade() -> None:
     sa.Column('n_cells', sa.Integer(), nullable=False),
     sa.Column('n_outputs', sa.Integer(), nullable=False),
     sa.Column('n_image_outputs', sa.Integer(), nullable=False),
+    sa.Column('extra', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+    sa.Column('text_escape', sa.Text(), nullable=True),
     sa.Column('run_id', sa.BigInteger(), nullable=True),
     sa.Column('ingested_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['ingest_run.id'], ondelete='SET NULL'),
@@ -74,6 +76,7 @@ def upgrade() -> None:
     sa.Column('execution_count', sa.Integer(), nullable=True),
     sa.Column('metadata', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
     sa.Column('attachments', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+    sa.Column('extra', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     sa.ForeignKeyConstraint(['notebook_id'], ['notebook.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('notebook_id', 'position')
