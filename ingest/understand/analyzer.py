@@ -1,0 +1,232 @@
+"""The per-notebook entry point: code facts per cell, plot kinds per figure output, stages, context.
+
+``analyze_notebook`` takes an nbformat v4 notebook (or plain dicts with the same keys) and returns
+``NotebookFacts``: plain data, picklable, ready to be stored. It never raises on bad code: a cell
+that does not parse is kept, marked, and classified by a token fallback.
+
+Bump ``ANALYZER_VERSION`` whenever a rule changes what is stored: ``nbatlas analyze`` recomputes
+every notebook analysed by an older version.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from typing import Any
+
+from ingest.understand.calls import AXES, Call, CellVisitor, Import, Scope, canonical, repair_python2, token_calls
+from ingest.understand.context import context_for_cells
+from ingest.understand.ipython import parse_cell
+from ingest.understand.plots import KindEvidence, ends_figure, is_plot_call, kinds_for_calls, segments_of, starts_figure
+from ingest.understand.stages import StageResult, stage_of_code
+
+ANALYZER_VERSION = 1
+
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif", "image/webp")
+INTERACTIVE_PREFIXES = ("application/vnd.plotly.v1+json", "application/vnd.bokehjs_exec", "application/vnd.vegalite.",
+                        "application/vnd.vega.", "text/vnd.plotly.v1+html")
+MAX_CALLS_STORED = 400  # a generated cell can call thousands of things; the first ones are enough
+
+
+def interactive_mime(mime: str) -> bool:
+    return mime.startswith(INTERACTIVE_PREFIXES)
+
+
+@dataclass
+class CellFacts:
+    position: int
+    cell_type: str
+    parsed: bool = True
+    parse_error: str | None = None
+    ipython_syntax: bool = False
+    imports: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    call_names: list[str] = field(default_factory=list)
+    libraries: list[str] = field(default_factory=list)
+    stage: str = "other"
+    stage_evidence: list[str] = field(default_factory=list)
+    is_visualisation: bool = False
+    plot_kinds: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PlotFacts:
+    """One figure output of a code cell: an image (by mime) or an interactive figure."""
+
+    cell_position: int
+    output_position: int
+    mime: str
+    interactive: bool
+    plot_kinds: list[str]
+    evidence: list[dict[str, Any]]
+    plot_calls: list[str]
+    context_before: str | None
+    context_after: str | None
+    # when several images share a cell, which figure segment of the cell made this one (None: all of them)
+    segment: int | None = None
+
+
+@dataclass
+class NotebookFacts:
+    analyzer_version: int
+    cells: list[CellFacts]
+    plots: list[PlotFacts]
+    libraries: list[str]
+
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def _source(cell: Any) -> str:
+    src = _get(cell, "source", "")
+    return "".join(src) if isinstance(src, list) else (src or "")
+
+
+def figure_outputs(outputs: list[Any]) -> list[tuple[int, list[str]]]:
+    """(output position, plot mimes) of the outputs that show a figure, in order."""
+    found = []
+    for pos, out in enumerate(outputs or []):
+        data = _get(out, "data") or {}
+        mimes = [m for m in data if m in IMAGE_MIMES or interactive_mime(m)]
+        if mimes:
+            found.append((pos, mimes))
+    return found
+
+
+def analyze_notebook(nb: Any) -> NotebookFacts:
+    """Analyse an nbformat v4 notebook (NotebookNode or dict)."""
+    return analyze_cells(_get(nb, "cells", []) or [])
+
+
+def analyze_cells(cells: list[Any]) -> NotebookFacts:
+    """Analyse cells given in notebook order: dicts/NotebookNodes with cell_type, source, outputs."""
+    scope = Scope()
+    facts: list[CellFacts] = []
+    plots: list[PlotFacts] = []
+    kinds_by_cell: dict[int, tuple[list[str], list[KindEvidence], list[list[Call]]]] = {}
+    sources = [_source(c) for c in cells]
+    types = [_get(c, "cell_type", "code") for c in cells]
+    contexts = context_for_cells(types, sources)
+    notebook_libraries: set[str] = set()
+
+    for position, cell in enumerate(cells):
+        ctype = types[position]
+        cf = CellFacts(position=position, cell_type=ctype)
+        facts.append(cf)
+        if ctype != "code":
+            continue
+        source = sources[position]
+        calls, imports, assigned, parsed = _analyse_code(source, scope, cf)
+        cf.imports = [i.as_json() for i in imports]
+        cf.calls = [c.as_json() for c in calls[:MAX_CALLS_STORED]]
+        cf.call_names = sorted({c.name for c in calls if c.resolved and not c.name.startswith("<")})[:MAX_CALLS_STORED]
+        cf.libraries = _libraries(imports, calls, scope)
+        notebook_libraries.update(cf.libraries)
+
+        # plot kinds: per figure segment, then matched to the figure outputs
+        segments = segments_of(calls)
+        outs = figure_outputs(_get(cell, "outputs", []) or [])
+        seg_kinds = [kinds_for_calls(seg) for seg in segments]
+        all_kinds, all_evidence = kinds_for_calls([c for seg in segments for c in seg]) if segments else ([], [])
+        cf.is_visualisation = bool(outs) or bool(segments)
+        cf.plot_kinds = all_kinds or (["other"] if outs else [])
+        kinds_by_cell[position] = (all_kinds, all_evidence, segments)
+
+        before, after = contexts[position]
+        for index, (out_pos, mimes) in enumerate(outs):
+            if segments and len(segments) == len(outs):
+                kinds, evidence = seg_kinds[index]
+                seg_calls, seg_index = segments[index], index
+            else:
+                kinds, evidence = all_kinds, all_evidence
+                seg_calls, seg_index = [c for s in segments for c in s], None
+            if not kinds:
+                kinds = ["other"]
+                evidence = [KindEvidence("other", "", 0, "figure output without a recognised plotting call")]
+            for mime in mimes:
+                plots.append(PlotFacts(
+                    cell_position=position,
+                    output_position=out_pos,
+                    mime=mime,
+                    interactive=interactive_mime(mime),
+                    plot_kinds=list(kinds),
+                    evidence=[e.as_json() for e in evidence],
+                    plot_calls=sorted({c.name for c in seg_calls if is_plot_call(c)}),
+                    context_before=before,
+                    context_after=after,
+                    segment=seg_index,
+                ))
+        result = stage_of_code(source=source, calls=calls, imports=len(imports), plot_kinds=cf.plot_kinds if (outs or segments) else [],
+                               assigned_columns=assigned, parsed=parsed)
+        cf.stage, cf.stage_evidence = result.stage, result.evidence
+
+    # markdown (and raw) cells take the stage of the code they introduce
+    next_stage: tuple[str, int] | None = None
+    for cf in reversed(facts):
+        if cf.cell_type == "code":
+            next_stage = (cf.stage, cf.position)
+        elif next_stage is not None:
+            cf.stage = next_stage[0]
+            cf.stage_evidence = [f"introduces code cell {next_stage[1]}"]
+        else:
+            cf.stage, cf.stage_evidence = "other", ["no code cell follows"]
+    return NotebookFacts(ANALYZER_VERSION, facts, plots, sorted(notebook_libraries))
+
+
+def _analyse_code(source: str, scope: Scope, cf: CellFacts) -> tuple[list[Call], list[Import], list, bool]:
+    tree, error, used_ipython = parse_cell(source)
+    cf.ipython_syntax = used_ipython and tree is not None
+    if tree is None:
+        repaired = repair_python2(source)
+        if repaired is not None:
+            tree, _, used = parse_cell(repaired)
+            cf.ipython_syntax = cf.ipython_syntax or used
+    if tree is not None and error is None:
+        visitor = CellVisitor(scope)
+        visitor.visit(tree)
+        return visitor.calls, visitor.imports, visitor.assigned_columns, True
+    cf.parsed = False
+    cf.parse_error = error or "does not parse"
+    if tree is not None:  # parsed after repairing Python 2 prints: full analysis, still marked
+        cf.parse_error = (error or "") + " (analysed after rewriting Python 2 print statements)"
+        visitor = CellVisitor(scope)
+        visitor.visit(tree)
+        return visitor.calls, visitor.imports, visitor.assigned_columns, True
+    # token fallback: imports line by line, calls from the token stream
+    imports: list[Import] = []
+    visitor = CellVisitor(scope)
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("import ", "from ")):
+            try:
+                visitor.visit(ast.parse(stripped))
+            except SyntaxError:
+                continue
+    imports = visitor.imports
+    calls = token_calls(source, scope)
+    segment, has_plot = 0, False
+    for call in calls:
+        if starts_figure(call) and has_plot:
+            segment, has_plot = segment + 1, False
+        call.segment = segment
+        has_plot = has_plot or is_plot_call(call)
+        if ends_figure(call) and has_plot:
+            segment, has_plot = segment + 1, False
+    return calls, imports, [], False
+
+
+def _libraries(imports: list[Import], calls: list[Call], scope: Scope) -> list[str]:
+    libs = {i.library for i in imports if i.module and not i.module.startswith(".") and i.library != "__future__"}
+    module_roots = {v.split(".")[0] for v in scope.names.values()}
+    for call in calls:
+        if not call.resolved or call.name.startswith("<"):
+            continue
+        root = call.name.split(".")[0]
+        if call.name.startswith(AXES) or call.name.startswith("matplotlib.figure"):
+            libs.add("matplotlib")
+        elif root in module_roots and root not in scope.functions:
+            libs.add(root)
+    return sorted(l for l in libs if l)

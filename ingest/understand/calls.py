@@ -1,0 +1,564 @@
+"""Imports, aliases and calls of a cell, resolved to full dotted names.
+
+A ``Scope`` lives for one notebook and is carried from cell to cell in notebook order, because a
+notebook imports in its first cell and plots forty cells later: ``import matplotlib.pyplot as plt``
+in cell 1 makes ``plt.plot`` in cell 40 resolve to ``matplotlib.pyplot.plot``. The scope also keeps
+what a few well-known factories return (``fig, ax = plt.subplots()`` makes ``ax`` an Axes), what
+each variable was assigned from (so ``cm = confusion_matrix(...)`` then ``sns.heatmap(cm)`` is seen
+as a heatmap of a confusion matrix), and the functions the notebook defines (their plotting calls
+count where they are called).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_TEXT = 160
+
+# what some calls return, so attribute calls on the result resolve (``ax.scatter``)
+AXES = "matplotlib.axes.Axes"
+FIGURE = "matplotlib.figure.Figure"
+RETURNS: dict[str, str | tuple[str, ...]] = {
+    "matplotlib.pyplot.figure": FIGURE,
+    "matplotlib.pyplot.gcf": FIGURE,
+    "matplotlib.pyplot.subplots": (FIGURE, AXES),
+    "matplotlib.pyplot.subplot": AXES,
+    "matplotlib.pyplot.axes": AXES,
+    "matplotlib.pyplot.gca": AXES,
+    "matplotlib.pyplot.subplot2grid": AXES,
+    "matplotlib.figure.Figure.add_subplot": AXES,
+    "matplotlib.figure.Figure.add_axes": AXES,
+    "matplotlib.figure.Figure.gca": AXES,
+    "matplotlib.figure.Figure.subplots": AXES,
+    "pandas.read_csv": "pandas.DataFrame",
+    "pandas.read_parquet": "pandas.DataFrame",
+    "pandas.read_table": "pandas.DataFrame",
+    "pandas.read_excel": "pandas.DataFrame",
+    "pandas.read_json": "pandas.DataFrame",
+    "pandas.DataFrame": "pandas.DataFrame",
+    "seaborn.FacetGrid": "seaborn.FacetGrid",
+    "seaborn.PairGrid": "seaborn.PairGrid",
+    "seaborn.JointGrid": "seaborn.JointGrid",
+    "plotly.graph_objects.Figure": "plotly.graph_objects.Figure",
+    "plotly.subplots.make_subplots": "plotly.graph_objects.Figure",
+}
+# module aliases that resolve to the canonical module
+CANONICAL_MODULES = {
+    "plotly.graph_objs": "plotly.graph_objects",
+    "pylab": "matplotlib.pyplot",
+    "matplotlib.pylab": "matplotlib.pyplot",
+    "sklearn.cross_validation": "sklearn.model_selection",
+    "sklearn.grid_search": "sklearn.model_selection",
+    "tensorflow.keras": "keras",
+}
+
+
+def canonical(name: str) -> str:
+    for old, new in CANONICAL_MODULES.items():
+        if name == old or name.startswith(old + "."):
+            return new + name[len(old):]
+    return name
+
+
+@dataclass
+class Call:
+    name: str  # resolved dotted name, e.g. matplotlib.pyplot.plot, or <unknown>.plot.hist
+    text: str  # the callee as written, e.g. plt.plot
+    line: int
+    args: list[str] = field(default_factory=list)  # positional arguments as source text (shortened)
+    kwargs: dict[str, str] = field(default_factory=dict)
+    resolved: bool = True  # False when the receiver's origin is unknown (a DataFrame from elsewhere...)
+    via: str | None = None  # the notebook function this call happens in, when reached through it
+    origins: list[str] = field(default_factory=list)  # what the argument variables were assigned from
+    segment: int = 0  # figure segment of the cell (a new figure / show starts a new one)
+    in_def: bool = False  # inside a def/class body of this cell (runs only when called)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "text": self.text, "line": self.line}
+        if self.args:
+            out["args"] = self.args
+        if self.kwargs:
+            out["kwargs"] = self.kwargs
+        if not self.resolved:
+            out["resolved"] = False
+        if self.via:
+            out["via"] = self.via
+        return out
+
+    @property
+    def last(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
+
+    def arg_text(self) -> str:
+        """All argument text plus the origins of argument variables: what rules look into."""
+        return " ".join([*self.args, *self.kwargs.values(), *self.origins])
+
+
+@dataclass
+class Import:
+    module: str
+    name: str | None
+    alias: str
+    line: int
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"module": self.module, "alias": self.alias, "line": self.line}
+        if self.name:
+            out["name"] = self.name
+        return out
+
+    @property
+    def library(self) -> str:
+        return self.module.split(".")[0]
+
+
+@dataclass
+class FunctionFacts:
+    name: str
+    calls: list[Call]
+
+
+@dataclass
+class Scope:
+    """Names known so far in the notebook (imports, typed variables, assignment origins, functions)."""
+
+    names: dict[str, str] = field(default_factory=dict)  # alias -> dotted module/object name
+    types: dict[str, str] = field(default_factory=dict)  # variable -> dotted type name
+    origins: dict[str, str] = field(default_factory=dict)  # variable -> source text it was assigned from
+    functions: dict[str, FunctionFacts] = field(default_factory=dict)
+    star_modules: list[str] = field(default_factory=list)
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def _src(node: ast.AST) -> str:
+    try:
+        return _short(ast.unparse(node))
+    except Exception:  # unparse of odd nodes (very old ASTs) should never stop the analysis
+        return ""
+
+
+def dotted(node: ast.AST) -> list[str] | None:
+    """``a.b.c`` -> ['a','b','c']; a call in the chain becomes '()' (``df['x'].value_counts().plot``)."""
+    parts: list[str] = []
+    while True:
+        if isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        elif isinstance(node, ast.Name):
+            parts.append(node.id)
+            return parts[::-1]
+        elif isinstance(node, ast.Call):
+            parts.append("()")
+            node = node.func
+        elif isinstance(node, ast.Subscript):
+            parts.append("[]")
+            node = node.value
+        else:
+            return None
+
+
+class CellVisitor(ast.NodeVisitor):
+    """Collects imports and calls of one cell, updating the notebook scope as it goes (in source order)."""
+
+    def __init__(self, scope: Scope):
+        self.scope = scope
+        self.imports: list[Import] = []
+        self.calls: list[Call] = []
+        self.segment = 0
+        self._segment_has_plot = False
+        self._def_depth = 0
+        self._def_name: str | None = None
+        self.assigned_columns: list[tuple[str, str]] = []  # (target text, value text) of df['x'] = ...
+        self.defines: list[str] = []
+
+    # imports ------------------------------------------------------------------------------
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            module = canonical(alias.name)
+            if alias.asname:
+                self.scope.names[alias.asname] = module
+                self.imports.append(Import(module, None, alias.asname, node.lineno))
+            else:
+                top = alias.name.split(".")[0]
+                self.scope.names[top] = canonical(top)
+                self.imports.append(Import(module, None, top, node.lineno))
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level:  # relative import: a local module
+            module = "." * node.level + (node.module or "")
+        else:
+            module = canonical(node.module or "")
+        for alias in node.names:
+            if alias.name == "*":
+                self.scope.star_modules.append(module)
+                self.imports.append(Import(module, "*", "*", node.lineno))
+                continue
+            full = canonical(f"{module}.{alias.name}") if module else alias.name
+            name = alias.asname or alias.name
+            self.scope.names[name] = full
+            self.imports.append(Import(module, alias.name, name, node.lineno))
+
+    # definitions --------------------------------------------------------------------------
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        if self._def_depth == 0:
+            self.defines.append(node.name)
+        start = len(self.calls)
+        outer, self._def_name = self._def_name, node.name if self._def_depth == 0 else self._def_name
+        self._def_depth += 1
+        saved = dict(self.scope.types), dict(self.scope.origins)
+        for stmt in node.body:
+            self.visit(stmt)
+        # local variables of the function do not leak into the notebook scope
+        self.scope.types, self.scope.origins = saved
+        self._def_depth -= 1
+        self._def_name = outer
+        if self._def_depth == 0:
+            self.scope.functions[node.name] = FunctionFacts(node.name, [c for c in self.calls[start:] if c.in_def])
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        if self._def_depth == 0:
+            self.defines.append(node.name)
+        for base in node.bases:
+            self.visit(base)
+        self._def_depth += 1
+        outer, self._def_name = self._def_name, self._def_name or node.name
+        for stmt in node.body:
+            self.visit(stmt)
+        self._def_depth -= 1
+        self._def_name = outer
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        self.visit(node.body)
+
+    # assignments: remember types and origins -----------------------------------------------
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self.visit(node.value)
+        for target in node.targets:
+            self._bind(target, node.value)
+            self.visit(target)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if node.value is not None:
+            self.visit(node.value)
+            self._bind(node.target, node.value)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self.visit(node.value)
+        if isinstance(node.target, ast.Name):
+            prev = self.scope.origins.get(node.target.id, "")
+            self.scope.origins[node.target.id] = _short(prev + " " + _src(node.value))
+
+    def visit_For(self, node: ast.For) -> None:
+        self.visit(node.iter)
+        # ``for ax in axes.flat`` / ``for i, ax in enumerate(axes)``: the loop variable is an Axes too
+        it_type = self._type_of(node.iter)
+        for name in ast.walk(node.target):
+            if isinstance(name, ast.Name):
+                if it_type == AXES:
+                    self.scope.types[name.id] = AXES
+                self.scope.origins[name.id] = _src(node.iter)
+        for stmt in node.body + node.orelse:
+            self.visit(stmt)
+
+    def visit_With(self, node: ast.With) -> None:
+        for item in node.items:
+            self.visit(item.context_expr)
+            if item.optional_vars is not None:
+                self._bind(item.optional_vars, item.context_expr)
+        for stmt in node.body:
+            self.visit(stmt)
+
+    def _type_of(self, node: ast.AST) -> str | None:
+        """Dotted type of an expression, for the few types that matter (Axes, Figure, DataFrame...)."""
+        if isinstance(node, ast.Name):
+            return self.scope.types.get(node.id)
+        if isinstance(node, ast.Subscript):  # axes[0], axes[i, j]
+            return self._type_of(node.value)
+        if isinstance(node, ast.Attribute):
+            base = self._type_of(node.value)
+            if base == AXES and node.attr in ("flat", "flatten", "ravel", "T"):
+                return AXES
+            if base == "seaborn.FacetGrid" and node.attr in ("ax", "axes"):
+                return AXES
+            return None
+        if isinstance(node, ast.Call):
+            # axes.flatten(), enumerate(axes), zip(x, axes)
+            if isinstance(node.func, ast.Attribute) and node.func.attr in ("flatten", "ravel") and self._type_of(node.func.value) == AXES:
+                return AXES
+            if isinstance(node.func, ast.Name) and node.func.id in ("enumerate", "zip", "list", "iter") and any(
+                self._type_of(a) == AXES for a in node.args
+            ):
+                return AXES
+            name, _ = self.resolve(node.func)
+            ret = RETURNS.get(name) if name else None
+            if isinstance(ret, tuple):
+                return ret[-1]
+            if ret:
+                return ret
+            if name and name.endswith(".twinx") or name and name.endswith(".twiny"):
+                return AXES
+        return None
+
+    def _bind(self, target: ast.AST, value: ast.AST) -> None:
+        text = _src(value)
+        if isinstance(target, ast.Name):
+            self.scope.origins[target.id] = text
+            typ = self._type_of(value)
+            if typ:
+                self.scope.types[target.id] = typ
+            else:
+                self.scope.types.pop(target.id, None)
+            # ``p = plt`` / ``sk = sklearn.metrics``: an alias made by assignment
+            res, ok = self.resolve(value) if isinstance(value, (ast.Name, ast.Attribute)) else (None, False)
+            if ok and res and not isinstance(value, ast.Call) and res.split(".")[0] in _KNOWN_ROOTS:
+                self.scope.names[target.id] = res
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            ret = None
+            if isinstance(value, ast.Call):
+                name, _ = self.resolve(value.func)
+                ret = RETURNS.get(name or "")
+            for i, elt in enumerate(target.elts):
+                for n in ast.walk(elt):
+                    if isinstance(n, ast.Name):
+                        self.scope.origins[n.id] = text
+                        if isinstance(ret, tuple):
+                            self.scope.types[n.id] = ret[min(i, len(ret) - 1)]
+        elif isinstance(target, ast.Subscript):
+            self.assigned_columns.append((_src(target), text))
+
+    # calls --------------------------------------------------------------------------------
+    def resolve(self, func: ast.AST) -> tuple[str | None, bool]:
+        """Full dotted name of a callee and whether its root is known."""
+        parts = dotted(func)
+        if not parts:
+            return None, False
+        root, rest = parts[0], parts[1:]
+        if root in self.scope.names:
+            base = self.scope.names[root]
+        elif root in self.scope.types:
+            base = self.scope.types[root]
+        elif root in self.scope.functions:
+            return ".".join(parts), True
+        else:
+            if root in _BUILTINS:
+                return ".".join(parts), True
+            return ".".join(["<" + root + ">", *rest]) if rest else root, False
+        # a typed call result in the chain: plt.figure().add_subplot -> Figure.add_subplot
+        name = base
+        for part in rest:
+            if part == "()":
+                ret = RETURNS.get(name)
+                if isinstance(ret, tuple):
+                    ret = ret[-1]
+                name = ret or name + "()"
+            elif part == "[]":
+                if name in (AXES,):
+                    continue
+                name = name + "[]"
+            else:
+                name = name + "." + part
+        return canonical(name), True
+
+    def visit_Call(self, node: ast.Call) -> None:
+        name, ok = self.resolve(node.func)
+        if name is None:
+            name, ok = "<expr>." + (node.func.attr if isinstance(node.func, ast.Attribute) else "?"), False
+        # subscript chains on unknown roots: df['x'].value_counts().plot -> <df>[].value_counts().plot
+        call = Call(
+            name=name,
+            text=_short(_src(node.func)),
+            line=getattr(node, "lineno", 0),
+            args=[_src(a) for a in node.args[:4]],
+            kwargs={kw.arg: _src(kw.value) for kw in node.keywords if kw.arg},
+            resolved=ok,
+            in_def=self._def_depth > 0,
+            via=self._def_name if self._def_depth > 0 else None,
+        )
+        call.origins = self._arg_origins(node)
+        from ingest.understand.plots import starts_figure, ends_figure, is_plot_call
+
+        if self._def_depth == 0 and starts_figure(call) and self._segment_has_plot:
+            self.segment += 1
+            self._segment_has_plot = False
+        call.segment = self.segment
+        self.calls.append(call)
+        # the callee's own receiver/arguments may hold calls (df.groupby(...).mean().plot(...))
+        self.generic_visit(node)
+        if self._def_depth == 0:
+            if is_plot_call(call):
+                self._segment_has_plot = True
+            # a notebook function called here: its calls happen here (recursively, once each)
+            fn = self.scope.functions.get(name) if ok else None
+            if fn is not None:
+                self._inline(fn, seen={fn.name})
+            # FacetGrid.map(plt.hist, ...) / g.map_diag(sns.kdeplot): the mapped function is called
+            if call.last in ("map", "map_diag", "map_offdiag", "map_upper", "map_lower", "map_dataframe") and node.args:
+                mapped, mok = self.resolve(node.args[0])
+                if mapped and mok:
+                    self.calls.append(Call(name=mapped, text=_src(node.args[0]), line=call.line, resolved=True,
+                                           via=call.text, segment=self.segment))
+                    self._segment_has_plot = True
+            if ends_figure(call):
+                if self._segment_has_plot:
+                    self.segment += 1
+                self._segment_has_plot = False
+
+    def _inline(self, fn: FunctionFacts, seen: set[str]) -> None:
+        from ingest.understand.plots import is_plot_call
+
+        for inner in fn.calls:
+            copy = Call(name=inner.name, text=inner.text, line=inner.line, args=inner.args, kwargs=inner.kwargs,
+                        resolved=inner.resolved, via=fn.name, origins=inner.origins, segment=self.segment)
+            self.calls.append(copy)
+            if is_plot_call(copy):
+                self._segment_has_plot = True
+            nested = self.scope.functions.get(inner.name)
+            if nested is not None and nested.name not in seen:
+                self._inline(nested, seen | {nested.name})
+
+    def _arg_origins(self, node: ast.Call) -> list[str]:
+        out: list[str] = []
+        for arg in [*node.args[:4], *[k.value for k in node.keywords]]:
+            for n in ast.walk(arg):
+                if isinstance(n, ast.Name) and n.id in self.scope.origins:
+                    origin = self.scope.origins[n.id]
+                    if origin not in out:
+                        out.append(origin)
+                if len(out) >= 4:
+                    return out
+        # method receivers carry meaning too: cm_df.plot(...) / importances.plot.barh()
+        recv = node.func
+        while isinstance(recv, (ast.Attribute, ast.Call, ast.Subscript)):
+            recv = recv.value if not isinstance(recv, ast.Call) else recv.func
+        if isinstance(recv, ast.Name) and recv.id in self.scope.origins and recv.id not in self.scope.names:
+            origin = self.scope.origins[recv.id]
+            if origin not in out:
+                out.append(origin)
+        return out
+
+
+_KNOWN_ROOTS = frozenset({
+    "matplotlib", "seaborn", "plotly", "pandas", "numpy", "sklearn", "shap", "bokeh", "altair", "missingno",
+    "wordcloud", "folium", "xgboost", "lightgbm", "catboost", "yellowbrick", "keras", "tensorflow", "torch",
+})
+_BUILTINS = frozenset({"print", "display", "len", "range", "enumerate", "zip", "list", "dict", "set", "sorted", "sum",
+                       "min", "max", "open", "round", "int", "float", "str", "map", "filter", "abs", "isinstance",
+                       "type", "tuple", "any", "all", "next", "iter", "super", "getattr", "setattr", "hasattr"})
+
+
+def top_library(name: str) -> str | None:
+    """Top-level library of a resolved call name, or None for builtins/unknown receivers."""
+    if not name or name.startswith("<") or name.startswith("."):
+        return None
+    root = name.split(".")[0]
+    if root in _BUILTINS or root == "()":
+        return None
+    return root
+
+
+def repair_python2(source: str) -> str | None:
+    """Python 2 ``print x`` statements rewritten as calls, using the tokenizer (not regexes).
+
+    Old notebooks (nbformat 3, Python 2 kernels) fail to parse only because of these; repairing them
+    keeps their imports and calls visible. Returns None when there is nothing to repair.
+    """
+    import io
+    import tokenize
+
+    lines = source.splitlines(keepends=True)
+    edits: list[tuple[int, int, int]] = []  # (row, col of 'print' end, col of logical line end) ...
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return None
+    at_line_start = True
+    for i, tok in enumerate(tokens):
+        if tok.type in (tokenize.NEWLINE, tokenize.NL, tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT):
+            at_line_start = tok.type != tokenize.COMMENT or at_line_start
+            continue
+        if at_line_start and tok.type == tokenize.NAME and tok.string == "print":
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+            if nxt is not None and nxt.type not in (tokenize.NEWLINE, tokenize.OP) or (
+                nxt is not None and nxt.type == tokenize.OP and nxt.string not in ("(", "=", ".", ")")
+            ):
+                # find the end of the logical line
+                j = i + 1
+                while j < len(tokens) and tokens[j].type not in (tokenize.NEWLINE, tokenize.ENDMARKER):
+                    j += 1
+                end = tokens[j - 1].end
+                if end[0] == tok.start[0]:
+                    edits.append((tok.start[0], tok.end[1], end[1]))
+        at_line_start = False
+    if not edits:
+        return None
+    for row, start, end in reversed(edits):
+        line = lines[row - 1]
+        body = line[start:end].strip().rstrip(",")
+        lines[row - 1] = line[: start - len("print")] + "print(" + body + ")" + line[end:]
+    return "".join(lines)
+
+
+def token_calls(source: str, scope: Scope) -> list[Call]:
+    """Calls seen by the tokenizer alone, for cells that do not parse: ``a.b.c(`` sequences, resolved via the scope."""
+    import io
+    import tokenize
+
+    calls: list[Call] = []
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, IndentationError, SyntaxError) as exc:
+        tokens = getattr(exc, "tokens", []) or []
+        if not tokens:  # keep what tokenized before the error
+            out = []
+            try:
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+                    out.append(tok)
+            except Exception:
+                pass
+            tokens = out
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.type == tokenize.NAME and (i == 0 or tokens[i - 1].string != "."):
+            parts = [tok.string]
+            j = i + 1
+            while j + 1 < len(tokens) and tokens[j].string == "." and tokens[j + 1].type == tokenize.NAME:
+                parts.append(tokens[j + 1].string)
+                j += 2
+            if j < len(tokens) and tokens[j].string == "(":
+                # argument text: up to the matching parenthesis on the same tokens
+                depth, k = 0, j
+                while k < len(tokens):
+                    if tokens[k].string in "([{":
+                        depth += 1
+                    elif tokens[k].string in ")]}":
+                        depth -= 1
+                        if depth == 0:
+                            break
+                    k += 1
+                arg_text = " ".join(t.string for t in tokens[j + 1:k])
+                root = parts[0]
+                if root in scope.names:
+                    name, ok = canonical(".".join([scope.names[root], *parts[1:]])), True
+                elif root in scope.types:
+                    name, ok = ".".join([scope.types[root], *parts[1:]]), True
+                else:
+                    name, ok = (".".join(["<" + root + ">", *parts[1:]]) if len(parts) > 1 else root), len(parts) == 1
+                kwargs = {}
+                for m in re.finditer(r"(\w+) = ([^,]+)", arg_text):
+                    kwargs[m.group(1)] = m.group(2).strip()
+                calls.append(Call(name=name, text=".".join(parts), line=tok.start[0], args=[_short(arg_text)],
+                                  kwargs=kwargs, resolved=ok))
+            i = j
+        else:
+            i += 1
+    return calls

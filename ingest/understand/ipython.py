@@ -1,0 +1,90 @@
+"""IPython syntax (``%magic``, ``%%cell_magic``, ``!shell``, ``obj?``) to plain Python, with IPython's own transformer."""
+
+from __future__ import annotations
+
+import ast
+from functools import lru_cache
+
+# cell magics whose body is Python: the body is analysed as code, not as a string argument
+PYTHON_BODY_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug", "python", "python3", "memit", "pypy"})
+# line magics whose argument is a Python statement
+PYTHON_ARG_LINE_MAGICS = frozenset({"time", "timeit", "prun", "memit"})
+
+
+@lru_cache(maxsize=1)
+def _manager():
+    # imported lazily: IPython is heavy and most cells are plain Python
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager()
+
+
+def to_python(source: str) -> str:
+    """Python text of a cell: IPython's TransformerManager turns magics/shell/help into ``get_ipython()`` calls."""
+    return _manager().transform_cell(source)
+
+
+def parse_cell(source: str) -> tuple[ast.Module | None, str | None, bool]:
+    """Parse a cell. Returns (tree, error, used_ipython_transform).
+
+    Plain Python parses as is (most cells, and the cheap path); only cells that do not parse go
+    through IPython's transformer, which leaves valid Python unchanged anyway.
+    """
+    try:
+        return _expand_magics(ast.parse(source)), None, False
+    except (SyntaxError, ValueError):
+        pass
+    try:
+        text = to_python(source)
+    except Exception as exc:  # IPython's transformer itself can choke on broken input
+        return None, f"IPython transform failed: {exc}", True
+    try:
+        return _expand_magics(ast.parse(text)), None, True
+    except (SyntaxError, ValueError) as exc:
+        line = getattr(exc, "lineno", None)
+        return None, f"{type(exc).__name__}: {getattr(exc, 'msg', exc)}" + (f" (line {line})" if line else ""), True
+
+
+def _magic_call(node: ast.AST) -> tuple[str, str, str | None] | None:
+    """('cell'|'line', magic name, python body) when ``node`` is get_ipython().run_*_magic(...)."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return None
+    recv = node.func.value
+    if not (isinstance(recv, ast.Call) and isinstance(recv.func, ast.Name) and recv.func.id == "get_ipython"):
+        return None
+    args = [a.value if isinstance(a, ast.Constant) and isinstance(a.value, str) else None for a in node.args]
+    if node.func.attr == "run_cell_magic" and len(args) >= 3 and args[0] in PYTHON_BODY_CELL_MAGICS:
+        return "cell", args[0], args[2]
+    if node.func.attr == "run_line_magic" and len(args) >= 2 and args[0] in PYTHON_ARG_LINE_MAGICS:
+        return "line", args[0], args[1]
+    return None
+
+
+def _expand_magics(tree: ast.Module) -> ast.Module:
+    """Replace ``%%time``-style magics by the Python they run, so their calls are seen."""
+    body: list[ast.stmt] = []
+    changed = False
+    for stmt in tree.body:
+        magic = _magic_call(stmt.value) if isinstance(stmt, ast.Expr) else None
+        if magic and magic[2]:
+            try:
+                inner = ast.parse(magic[2] if magic[0] == "cell" else to_python(magic[2]))
+            except (SyntaxError, ValueError):
+                try:
+                    inner = ast.parse(to_python(magic[2]))
+                except Exception:
+                    body.append(stmt)
+                    continue
+            offset = stmt.lineno  # body lines start after the %%magic line
+            for node in ast.walk(inner):
+                if hasattr(node, "lineno"):
+                    node.lineno += offset if magic[0] == "cell" else offset - 1
+                    if getattr(node, "end_lineno", None) is not None:
+                        node.end_lineno += offset if magic[0] == "cell" else offset - 1
+            body.extend(_expand_magics(inner).body)
+            changed = True
+        else:
+            body.append(stmt)
+    if changed:
+        tree.body = body
+    return tree

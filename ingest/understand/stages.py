@@ -1,0 +1,215 @@
+"""ML pipeline stage of a code cell, from its resolved calls, plot kinds and assignments.
+
+Stages: setup, data_loading, exploration, preprocessing, feature_engineering, modelling, tuning,
+evaluation, explanation, prediction, other. A cell often does several things; the rules give the
+stage that best describes what the cell is *for*, in a fixed order of precedence (writing a
+submission beats fitting; fitting beats the metrics printed after it; loading data beats the
+``head()`` that shows it). Markdown cells take the stage of the code they introduce.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ingest.understand.calls import Call
+
+STAGES = ("setup", "data_loading", "exploration", "preprocessing", "feature_engineering", "modelling", "tuning",
+          "evaluation", "explanation", "prediction", "other")
+
+EVALUATION_KINDS = {"confusion_matrix", "roc_curve", "precision_recall_curve", "learning_curve", "calibration_curve",
+                    "residual_plot"}
+EXPLANATION_KINDS = {"feature_importance", "shap", "partial_dependence", "tree_diagram"}
+
+LOADERS = re.compile(r"^(pandas\.read_\w+|numpy\.(load|loadtxt|genfromtxt|fromfile)|polars\.(read|scan)_\w+"
+                     r"|datasets\.load_dataset|sklearn\.datasets\.(load|fetch)_\w+|keras\.datasets\.\w+\.load_data"
+                     r"|shap\.datasets\.\w+|torchvision\.datasets\.\w+|tensorflow_datasets\.load|json\.load"
+                     r"|pickle\.load|joblib\.load|h5py\.File|scipy\.io\.loadmat|seaborn\.load_dataset"
+                     r"|kagglehub\.\w+|cv2\.imread|PIL\.Image\.open|imageio\.imread|pyarrow\.parquet\.read_table"
+                     r"|tifffile\.imread|glob\.glob|os\.listdir|zipfile\.ZipFile|dask\.dataframe\.read_\w+)$")
+LOADER_METHODS = {"read_csv", "read_parquet", "read_table", "read_excel", "read_json", "load_data", "load_dataset",
+                  "read_feather", "read_pickle", "read_sql", "get_word_index"}
+EXPLORE_METHODS = {"head", "tail", "info", "describe", "value_counts", "unique", "nunique", "shape", "dtypes",
+                   "isnull", "isna", "corr", "sample", "crosstab", "pivot_table", "memory_usage", "columns", "keys"}
+PREPROCESS = re.compile(r"^sklearn\.(preprocessing|impute|compose|pipeline)\.|train_test_split|^keras\.preprocessing"
+                        r"|pad_sequences|^torchtext\.|^nltk\.|^sklearn\.utils\.shuffle|get_tokenizer|^transformers\.\w*Tokenizer")
+PREPROCESS_METHODS = {"fillna", "dropna", "drop", "drop_duplicates", "get_dummies", "astype", "replace", "map",
+                      "fit_transform", "transform", "to_categorical", "merge", "concat", "rename", "set_index",
+                      "reset_index", "reshape", "apply", "interpolate", "clip", "to_numeric", "to_datetime",
+                      "with_format", "train_test_split", "split", "encode", "build_vocab_from_iterator",
+                      "lookup_indices", "set_default_index", "DataLoader", "pad_sequence", "sort_values", "where"}
+FEATURE = re.compile(r"PolynomialFeatures|TfidfVectorizer|CountVectorizer|HashingVectorizer|^sklearn\.decomposition\."
+                     r"|^sklearn\.feature_selection\.|^sklearn\.manifold\.|FeatureHasher|WordBatch|Descriptors|"
+                     r"^featuretools|^tsfresh")
+FEATURE_METHODS = {"cut", "qcut", "extract", "transform", "rolling", "shift", "diff", "pct_change", "dt", "cumsum"}
+MODEL = re.compile(r"^(sklearn\.(linear_model|ensemble|tree|svm|neighbors|naive_bayes|neural_network|discriminant_analysis"
+                   r"|gaussian_process|cluster|mixture|kernel_ridge|dummy|semi_supervised|multiclass|calibration)\."
+                   r"|xgboost\.|lightgbm\.|catboost\.|keras\.(models|layers|optimizers|Sequential|Model|losses)"
+                   r"|torch\.nn\.|torch\.optim\.|tensorflow\.keras\.(models|layers)|statsmodels\.|pymc|prophet\."
+                   r"|transformers\.\w*(Model|For\w+)|mlens\.|pygam\.|interpret\.glassbox|tensorflow_probability)")
+MODEL_METHODS = {"fit", "compile", "train", "fit_generator", "partial_fit", "backward", "step", "zero_grad",
+                 "fit_transform_model", "add", "sample"}
+TUNING = re.compile(r"GridSearchCV|RandomizedSearchCV|HalvingGridSearchCV|BayesSearchCV|^optuna\.|^hyperopt\."
+                    r"|^keras_tuner|^ray\.tune|^skopt\.|best_params_|best_estimator_|best_score_|\.optimize$"
+                    r"|create_study")
+EVALUATION = re.compile(r"^sklearn\.metrics\.|cross_val_score|cross_val_predict|cross_validate|^sklearn\.model_selection\.(learning_curve|validation_curve)"
+                        r"|\.evaluate$|classification_report|\.score$|accuracy|rmse|\bmae\b|mean_squared|roc_auc|f1_score")
+EXPLANATION = re.compile(r"^shap\.|feature_importances_|coef_|permutation_importance|^eli5\.|^lime\.|PartialDependence"
+                         r"|partial_dependence|plot_importance|get_booster\(\)\.get_score|feature_importance|^interpret\.")
+SUBMISSION = re.compile(r"submission|submit|sub\.to_csv|\bsub\b|\.to_csv", re.I)
+SETUP = re.compile(r"^(warnings\.|numpy\.random\.seed|random\.seed|torch\.manual_seed|torch\.cuda\.manual_seed|"
+                   r"tensorflow\.random\.set_seed|pandas\.set_option|matplotlib\.pyplot\.style|seaborn\.set|"
+                   r"matplotlib\.rc|matplotlib\.pyplot\.rc|os\.environ|get_ipython|sys\.path|plotly\.offline\.init_notebook_mode|"
+                   r"logging\.|torch\.device|tensorflow\.config|keras\.__version__|pd\.options|"
+                   r"seaborn\.set_\w+|init_notebook_mode|IPython\.core\.pylabtools\.figsize|figsize$|seed_everything)")
+
+
+@dataclass
+class StageResult:
+    stage: str
+    evidence: list[str]
+
+
+def _has(calls: list[Call], pattern: re.Pattern) -> Call | None:
+    for c in calls:
+        if pattern.search(c.name):
+            return c
+    return None
+
+
+def _method(calls: list[Call], names: set[str], *, unresolved_only: bool = False) -> Call | None:
+    for c in calls:
+        if c.last in names and (not unresolved_only or not c.resolved or c.name.startswith("pandas")):
+            return c
+    return None
+
+
+def stage_of_code(
+    *,
+    source: str,
+    calls: list[Call],
+    imports: int,
+    plot_kinds: list[str],
+    assigned_columns: list[tuple[str, str]],
+    parsed: bool,
+) -> StageResult:
+    """Stage of one code cell. ``calls`` are the cell's calls (including those reached through its functions)."""
+    live = [c for c in calls if not c.in_def]
+    text = source
+    if not source.strip():
+        return StageResult("other", ["empty cell"])
+    if not parsed and not live:
+        return _token_stage(source)
+
+    # prediction: writing predictions for the test set / a submission file
+    for c in live:
+        if c.last == "to_csv" and SUBMISSION.search(c.text + " " + " ".join(c.args)):
+            return StageResult("prediction", [f"{c.text}(...) writes a submission"])
+    if kinds := EXPLANATION_KINDS.intersection(plot_kinds):
+        return StageResult("explanation", [f"plot kind {sorted(kinds)[0]}"])
+    if c := _has(live, EXPLANATION):
+        return StageResult("explanation", [f"call {c.name}"])
+    if "feature_importances_" in text or "coef_" in text and "DataFrame" in text:
+        return StageResult("explanation", ["reads feature_importances_/coef_"])
+    if c := _has(live, TUNING) or (TUNING.search(text) and _method(live, {"fit"})):
+        return StageResult("tuning", [f"call {c.name}" if isinstance(c, Call) else "hyperparameter search"])
+    fit = _method(live, MODEL_METHODS - {"add", "sample", "step"}) or _has(live, MODEL)
+    if kinds := EVALUATION_KINDS.intersection(plot_kinds):
+        if not (fit and fit.last in ("fit", "compile", "train")):
+            return StageResult("evaluation", [f"plot kind {sorted(kinds)[0]}"])
+    if fit is not None:
+        return StageResult("modelling", [f"call {fit.name}"])
+    if c := _has(live, EVALUATION):
+        return StageResult("evaluation", [f"call {c.name}"])
+    if "history" in text and ("history.history" in text or "history_dict" in text):
+        return StageResult("evaluation", ["reads the training history"])
+    if c := _method(live, {"predict", "predict_proba", "predict_classes"}):
+        return StageResult("prediction", [f"call {c.text}"])
+    if c := _has(live, LOADERS) or _method(live, LOADER_METHODS):
+        return StageResult("data_loading", [f"call {c.name}"])
+
+    fe = _feature_votes(live, assigned_columns)
+    pre = _preprocess_votes(live, assigned_columns)
+    if fe or pre:
+        if len(fe) > len(pre):
+            return StageResult("feature_engineering", fe[:3])
+        return StageResult("preprocessing", pre[:3])
+    if plot_kinds:
+        return StageResult("exploration", [f"plot kind {plot_kinds[0]}"])
+    if c := _method(live, EXPLORE_METHODS) or _method(live, {"groupby", "print", "display", "mean", "sum", "max", "min",
+                                                             "median", "std", "count", "len", "sorted", "corr"}):
+        return StageResult("exploration", [f"call {c.text}"])
+    if imports or _has(live, SETUP) or _only_config(source, live):
+        return StageResult("setup", ["imports/configuration only" if imports else "configuration"])
+    if _is_expression_peek(source):
+        return StageResult("exploration", ["shows a value"])
+    return StageResult("other", ["no rule matched"])
+
+
+def _feature_votes(calls: list[Call], assigned: list[tuple[str, str]]) -> list[str]:
+    votes: list[str] = []
+    for c in calls:
+        if FEATURE.search(c.name) or FEATURE.search(c.text):
+            votes.append(f"call {c.name}")
+        elif c.last in ("cut", "qcut"):
+            votes.append(f"call {c.text}")
+        elif c.last == "extract" and ".str" in c.text:
+            votes.append(f"call {c.text}")
+    for target, value in assigned:
+        if re.search(r"\.fillna\(|\.map\(\{|\.astype\(|\.replace\(|LabelEncoder|\.fit_transform\(|^\d|^'|^\"", value):
+            continue
+        if target.count("[") == 1 and re.search(r"['\"]\]$", target) and (
+            re.search(r"[+\-*/]", value) or re.search(r"\.apply\(|\.str\.|\.transform\(|\.cut\(|\.qcut\(|\.map\(|np\.|len\(|\.sum\(|\.mean\(|\.dt\.", value)
+        ):
+            votes.append(f"new column {target}")
+    return votes
+
+
+def _preprocess_votes(calls: list[Call], assigned: list[tuple[str, str]]) -> list[str]:
+    votes: list[str] = []
+    for c in calls:
+        if PREPROCESS.search(c.name):
+            votes.append(f"call {c.name}")
+        elif c.last in PREPROCESS_METHODS and c.last not in ("apply", "map", "split", "where", "sort_values", "reshape") :
+            votes.append(f"call {c.text}")
+    for target, value in assigned:
+        if re.search(r"\.fillna\(|\.map\(|\.astype\(|\.replace\(|LabelEncoder|\.fit_transform\(|to_numeric|np\.where", value):
+            votes.append(f"recodes {target}")
+    if not votes and any(c.last in ("apply", "map", "reshape", "where", "split") for c in calls):
+        votes.append("transforms values")
+    return votes
+
+
+def _only_config(source: str, calls: list[Call]) -> bool:
+    """Cells that only set constants, seeds or options."""
+    code = [l for l in source.splitlines() if l.strip() and not l.strip().startswith("#")]
+    if not code:
+        return False
+    simple = sum(bool(re.match(r"^[A-Za-z_][\w, ]*\s*=\s*[-\w.'\"\[\]\(\){}:,/ ]+$", l.strip())) for l in code)
+    return simple == len(code) and len(calls) <= 1
+
+
+def _is_expression_peek(source: str) -> bool:
+    code = [l for l in source.splitlines() if l.strip() and not l.strip().startswith("#")]
+    return len(code) <= 2 and bool(code) and not any("=" in l and "==" not in l for l in code)
+
+
+TOKEN_RULES = (
+    ("prediction", re.compile(r"to_csv\(.*sub|submission", re.I)),
+    ("explanation", re.compile(r"shap\.|feature_importances_|permutation_importance")),
+    ("tuning", re.compile(r"GridSearchCV|RandomizedSearchCV|optuna|best_params_")),
+    ("modelling", re.compile(r"\.fit\(|\.compile\(|Sequential\(|Classifier\(|Regressor\(")),
+    ("evaluation", re.compile(r"accuracy_score|confusion_matrix|roc_curve|classification_report|\.evaluate\(|\.score\(")),
+    ("data_loading", re.compile(r"read_csv|read_parquet|load_data|loadtxt|load_dataset")),
+    ("preprocessing", re.compile(r"fillna|dropna|get_dummies|StandardScaler|train_test_split|LabelEncoder")),
+    ("exploration", re.compile(r"\.head\(|\.describe\(|\.info\(|value_counts|plt\.|sns\.|\.plot\(|print")),
+    ("setup", re.compile(r"^\s*(import|from)\s", re.M)),
+)
+
+
+def _token_stage(source: str) -> StageResult:
+    """Fallback for cells that do not parse (Python 2, broken code): keyword rules over the text."""
+    for stage, pattern in TOKEN_RULES:
+        if m := pattern.search(source):
+            return StageResult(stage, [f"token {m.group(0).strip()!r} (cell does not parse)"])
+    return StageResult("other", ["cell does not parse"])
