@@ -119,7 +119,7 @@ def analyze_cells(cells: list[Any]) -> NotebookFacts:
         if ctype != "code":
             continue
         source = sources[position]
-        calls, imports, assigned, parsed = _analyse_code(source, scope, cf)
+        calls, imports, assigned, parsed, visitor = _analyse_code(source, scope, cf)
         cf.imports = [i.as_json() for i in imports]
         cf.calls = [c.as_json() for c in calls[:MAX_CALLS_STORED]]
         cf.call_names = sorted({c.name for c in calls if c.resolved and not c.name.startswith("<")})[:MAX_CALLS_STORED]
@@ -160,7 +160,8 @@ def analyze_cells(cells: list[Any]) -> NotebookFacts:
                     segment=seg_index,
                 ))
         result = stage_of_code(source=source, calls=calls, imports=len(imports), plot_kinds=cf.plot_kinds if (outs or segments) else [],
-                               assigned_columns=assigned, parsed=parsed)
+                               assigned_columns=assigned, parsed=parsed, defines=visitor.defines if visitor else None,
+                               bases=visitor.bases if visitor else None, deletes=visitor.deletes if visitor else 0)
         cf.stage, cf.stage_evidence = result.stage, result.evidence
 
     # markdown (and raw) cells take the stage of the code they introduce
@@ -176,7 +177,7 @@ def analyze_cells(cells: list[Any]) -> NotebookFacts:
     return NotebookFacts(ANALYZER_VERSION, facts, plots, sorted(notebook_libraries))
 
 
-def _analyse_code(source: str, scope: Scope, cf: CellFacts) -> tuple[list[Call], list[Import], list, bool]:
+def _analyse_code(source: str, scope: Scope, cf: CellFacts) -> tuple[list[Call], list[Import], list, bool, CellVisitor | None]:
     tree, error, used_ipython = parse_cell(source)
     cf.ipython_syntax = used_ipython and tree is not None
     if tree is None:
@@ -187,14 +188,14 @@ def _analyse_code(source: str, scope: Scope, cf: CellFacts) -> tuple[list[Call],
     if tree is not None and error is None:
         visitor = CellVisitor(scope)
         visitor.visit(tree)
-        return visitor.calls, visitor.imports, visitor.assigned_columns, True
+        return visitor.calls, visitor.imports, visitor.assigned_columns, True, visitor
     cf.parsed = False
     cf.parse_error = error or "does not parse"
     if tree is not None:  # parsed after repairing Python 2 prints: full analysis, still marked
         cf.parse_error = (error or "") + " (analysed after rewriting Python 2 print statements)"
         visitor = CellVisitor(scope)
         visitor.visit(tree)
-        return visitor.calls, visitor.imports, visitor.assigned_columns, True
+        return visitor.calls, visitor.imports, visitor.assigned_columns, True, visitor
     # token fallback: imports line by line, calls from the token stream
     imports: list[Import] = []
     visitor = CellVisitor(scope)
@@ -215,7 +216,7 @@ def _analyse_code(source: str, scope: Scope, cf: CellFacts) -> tuple[list[Call],
         has_plot = has_plot or is_plot_call(call)
         if ends_figure(call) and has_plot:
             segment, has_plot = segment + 1, False
-    return calls, imports, [], False
+    return calls, imports, [], False, None
 
 
 def _libraries(imports: list[Import], calls: list[Call], scope: Scope) -> list[str]:

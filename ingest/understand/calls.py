@@ -75,6 +75,7 @@ class Call:
     origins: list[str] = field(default_factory=list)  # what the argument variables were assigned from
     segment: int = 0  # figure segment of the cell (a new figure / show starts a new one)
     in_def: bool = False  # inside a def/class body of this cell (runs only when called)
+    in_assign: bool = False  # its result is stored (``df = df.fillna(0)``), or it works in place
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "text": self.text, "line": self.line}
@@ -177,6 +178,9 @@ class CellVisitor(ast.NodeVisitor):
         self._def_name: str | None = None
         self.assigned_columns: list[tuple[str, str]] = []  # (target text, value text) of df['x'] = ...
         self.defines: list[str] = []
+        self.bases: list[str] = []  # resolved base classes of classes defined here (torch.nn.Module...)
+        self.deletes = 0
+        self._assign_depth = 0
 
     # imports ------------------------------------------------------------------------------
     def visit_Import(self, node: ast.Import) -> None:
@@ -228,6 +232,9 @@ class CellVisitor(ast.NodeVisitor):
         if self._def_depth == 0:
             self.defines.append(node.name)
         for base in node.bases:
+            name, ok = self.resolve(base)
+            if name and ok:
+                self.bases.append(name)
             self.visit(base)
         self._def_depth += 1
         outer, self._def_name = self._def_name, self._def_name or node.name
@@ -240,8 +247,15 @@ class CellVisitor(ast.NodeVisitor):
         self.visit(node.body)
 
     # assignments: remember types and origins -----------------------------------------------
+    def visit_Delete(self, node: ast.Delete) -> None:
+        if self._def_depth == 0:
+            self.deletes += 1
+        self.generic_visit(node)
+
     def visit_Assign(self, node: ast.Assign) -> None:
+        self._assign_depth += 1
         self.visit(node.value)
+        self._assign_depth -= 1
         for target in node.targets:
             self._bind(target, node.value)
             self.visit(target)
@@ -381,6 +395,7 @@ class CellVisitor(ast.NodeVisitor):
             kwargs={kw.arg: _src(kw.value) for kw in node.keywords if kw.arg},
             resolved=ok,
             in_def=self._def_depth > 0,
+            in_assign=self._assign_depth > 0 or any(k.arg == "inplace" for k in node.keywords),
             via=self._def_name if self._def_depth > 0 else None,
         )
         call.origins = self._arg_origins(node)
@@ -417,7 +432,8 @@ class CellVisitor(ast.NodeVisitor):
 
         for inner in fn.calls:
             copy = Call(name=inner.name, text=inner.text, line=inner.line, args=inner.args, kwargs=inner.kwargs,
-                        resolved=inner.resolved, via=fn.name, origins=inner.origins, segment=self.segment)
+                        resolved=inner.resolved, via=fn.name, origins=inner.origins, segment=self.segment,
+                        in_assign=inner.in_assign)
             self.calls.append(copy)
             if is_plot_call(copy):
                 self._segment_has_plot = True

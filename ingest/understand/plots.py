@@ -110,15 +110,15 @@ NAMED_KINDS = {
 MAP_ROOTS = ("folium", "geopandas", "mpl_toolkits.basemap", "cartopy", "geoplot", "plotly.express.choropleth")
 
 LEARNING = re.compile(r"history|epoch|\b(?:train|val|valid|validation|test)_?(?:loss|acc|accuracy|mae|rmse|score|auc)"
-                      r"|_losses|\blosses\b|\bloss_|cost_|errors_|evals_result|mae_history|learning.?curve|iteration",
+                      r"|_losses|\blosses\b|cost_|errors_|evals_result|mae_history|learning.?curve|iteration",
                       re.I)
 ROC = re.compile(r"roc_curve|\bfpr\b|false positive rate|\broc\b|receiver operating", re.I)
 PR = re.compile(r"precision_recall_curve|recall.*precision.*curve", re.I)
 CALIB = re.compile(r"calibration_curve", re.I)
-CONFUSION = re.compile(r"confusion|\bcm\b|\bcm_|_cm\b|\bconf_?mat", re.I)
+CONFUSION = re.compile(r"confusion|(?<![.\w])cm(?![.\w])|(?<![.\w])cm_|_cm\b|\bconf_?mat", re.I)
 CORR = re.compile(r"\.corr\(|corrcoef|corr_matrix|correlation|\bcorr\b|_corr\b|\bcorr_", re.I)
 MISSING = re.compile(r"isnull\(\)|isna\(\)|\bmissing|\bnull", re.I)
-IMPORTANCE = re.compile(r"importance|coef_|\bcoef\b|feature_imp|mutual.?info", re.I)
+IMPORTANCE = re.compile(r"importance|\.coef_|\bcoefs?\b|feature_imp|mutual.?info", re.I)
 RESIDUAL = re.compile(r"resid", re.I)
 DENSITY = re.compile(r"\.pdf\(|\bpdf\b|gaussian_kde|\bkde\b|density", re.I)
 WORDCLOUD = re.compile(r"wordcloud|word_cloud|\bwc\b|_wc\b|\bcloud\b", re.I)
@@ -191,8 +191,9 @@ def shape_of(call: Call) -> tuple[str, ...]:
         return ("missing_values",)
     if n.startswith(MAP_ROOTS) or (n.startswith("geopandas") and last == "plot"):
         return ("map",)
+    parts = set(n.split("."))
     for key, kind in NAMED_KINDS.items():
-        if last == key or n.endswith("." + key) or (("." in key) and n == key):
+        if key in parts or (("." in key) and n == key):
             if key == "plot_importance" and not (n.startswith(("xgboost", "lightgbm", "catboost")) or not call.resolved):
                 continue
             if key == "dendrogram" and not n.startswith(("scipy", "plotly")):
@@ -290,6 +291,8 @@ def _refine(call: Call, shape: str, context: str) -> tuple[str, str]:
     """Refine a generic shape by what is plotted: (kind, rule)."""
     args = call.arg_text()
     if shape in ("heatmap", "image_grid"):
+        if ".corr(" in args or "corrcoef" in args:
+            return "correlation_heatmap", f"{call.last} of a correlation matrix (.corr())"
         if CONFUSION.search(args):
             return "confusion_matrix", f"{call.last} of a confusion matrix ({_hit(CONFUSION, args)})"
         if MISSING.search(args):

@@ -45,7 +45,7 @@ FEATURE_METHODS = {"cut", "qcut", "extract", "transform", "rolling", "shift", "d
 MODEL = re.compile(r"^(sklearn\.(linear_model|ensemble|tree|svm|neighbors|naive_bayes|neural_network|discriminant_analysis"
                    r"|gaussian_process|cluster|mixture|kernel_ridge|dummy|semi_supervised|multiclass|calibration)\."
                    r"|xgboost\.|lightgbm\.|catboost\.|keras\.(models|layers|optimizers|Sequential|Model|losses)"
-                   r"|torch\.nn\.|torch\.optim\.|tensorflow\.keras\.(models|layers)|statsmodels\.|pymc|prophet\."
+                   r"|torch\.nn\.(?!utils|functional)|torch\.optim\.|tensorflow\.keras\.(models|layers)|statsmodels\.|pymc|prophet\."
                    r"|transformers\.\w*(Model|For\w+)|mlens\.|pygam\.|interpret\.glassbox|tensorflow_probability)")
 MODEL_METHODS = {"fit", "compile", "train", "fit_generator", "partial_fit", "backward", "step", "zero_grad",
                  "fit_transform_model", "add", "sample"}
@@ -54,13 +54,13 @@ TUNING = re.compile(r"GridSearchCV|RandomizedSearchCV|HalvingGridSearchCV|BayesS
                     r"|create_study")
 EVALUATION = re.compile(r"^sklearn\.metrics\.|cross_val_score|cross_val_predict|cross_validate|^sklearn\.model_selection\.(learning_curve|validation_curve)"
                         r"|\.evaluate$|classification_report|\.score$|accuracy|rmse|\bmae\b|mean_squared|roc_auc|f1_score")
-EXPLANATION = re.compile(r"^shap\.|feature_importances_|coef_|permutation_importance|^eli5\.|^lime\.|PartialDependence"
+EXPLANATION = re.compile(r"^shap\.(?!datasets)|feature_importances_|coef_|permutation_importance|^eli5\.|^lime\.|PartialDependence"
                          r"|partial_dependence|plot_importance|get_booster\(\)\.get_score|feature_importance|^interpret\.")
 SUBMISSION = re.compile(r"submission|submit|sub\.to_csv|\bsub\b|\.to_csv", re.I)
 SETUP = re.compile(r"^(warnings\.|numpy\.random\.seed|random\.seed|torch\.manual_seed|torch\.cuda\.manual_seed|"
                    r"tensorflow\.random\.set_seed|pandas\.set_option|matplotlib\.pyplot\.style|seaborn\.set|"
                    r"matplotlib\.rc|matplotlib\.pyplot\.rc|os\.environ|get_ipython|sys\.path|plotly\.offline\.init_notebook_mode|"
-                   r"logging\.|torch\.device|tensorflow\.config|keras\.__version__|pd\.options|"
+                   r"logging\.|torch\.device|torch\.cuda\.|tensorflow\.config|keras\.__version__|pd\.options|"
                    r"seaborn\.set_\w+|init_notebook_mode|IPython\.core\.pylabtools\.figsize|figsize$|seed_everything)")
 
 
@@ -84,6 +84,12 @@ def _method(calls: list[Call], names: set[str], *, unresolved_only: bool = False
     return None
 
 
+METRIC_WORDS = re.compile(r"score|acc|loss|y_pred|proba|\boof|\bmae\b|rmse|auc|evaluat|metric|result|error|precision|recall|\bf1\b", re.I)
+MODEL_BASES = re.compile(r"^(torch\.nn\.Module|keras\.(models\.)?Model|keras\.layers\.Layer|sklearn\.base\.BaseEstimator"
+                         r"|tensorflow\.keras\.Model|lightning|pytorch_lightning)")
+FEATURE_BASES = re.compile(r"TransformerMixin")
+
+
 def stage_of_code(
     *,
     source: str,
@@ -92,14 +98,38 @@ def stage_of_code(
     plot_kinds: list[str],
     assigned_columns: list[tuple[str, str]],
     parsed: bool,
+    defines: list[str] | None = None,
+    bases: list[str] | None = None,
+    deletes: int = 0,
 ) -> StageResult:
     """Stage of one code cell. ``calls`` are the cell's calls (including those reached through its functions)."""
-    live = [c for c in calls if not c.in_def]
-    text = source
     if not source.strip():
         return StageResult("other", ["empty cell"])
-    if not parsed and not live:
+    if not parsed and not calls:
         return _token_stage(source)
+    top = [c for c in calls if not c.in_def and c.via is None]
+    live = [c for c in calls if not c.in_def]
+    defines, bases = defines or [], bases or []
+    if not live and defines:
+        # a cell that only defines functions/classes: judge by what they do and what they are called
+        live = [c for c in calls if c.in_def]
+        if any(MODEL_BASES.search(b) for b in bases):
+            return StageResult("modelling", [f"defines a model class ({bases[0]})"])
+        if any(FEATURE_BASES.search(b) for b in bases):
+            return StageResult("feature_engineering", [f"defines a transformer ({bases[0]})"])
+        names = " ".join(defines).lower()
+        for word, stage in (("evaluat", "evaluation"), ("metric", "evaluation"), ("score", "evaluation"),
+                            ("accuracy", "evaluation"), ("loss", "evaluation"), ("rmse", "evaluation"),
+                            ("mae", "evaluation"), ("predict", "prediction"), ("train", "modelling"), ("fit", "modelling"),
+                            ("oof", "modelling"), ("model", "modelling"), ("collate", "preprocessing"),
+                            ("loader", "preprocessing"), ("token", "preprocessing"), ("clean", "preprocessing"),
+                            ("feature", "feature_engineering"), ("plot", "exploration")):
+            if word in names:
+                return StageResult(stage, [f"defines {defines[0]}"])
+    text = source
+    only_setup = imports or all(SETUP.search(c.name) or c.name in ("print",) for c in top)
+    if imports and all(SETUP.search(c.name) or c.name in ("print", "len") or c.last in ("__version__",) for c in top):
+        return StageResult("setup", ["imports/configuration only"])
 
     # prediction: writing predictions for the test set / a submission file
     for c in live:
@@ -109,18 +139,26 @@ def stage_of_code(
         return StageResult("explanation", [f"plot kind {sorted(kinds)[0]}"])
     if c := _has(live, EXPLANATION):
         return StageResult("explanation", [f"call {c.name}"])
-    if "feature_importances_" in text or "coef_" in text and "DataFrame" in text:
-        return StageResult("explanation", ["reads feature_importances_/coef_"])
+    live_text = " ".join(c.text + " " + c.arg_text() for c in live)
+    if re.search(r"feature_importances_|\.coef_|shap_values|explainer", live_text):
+        return StageResult("explanation", ["reads feature_importances_/coef_/SHAP values"])
     if c := _has(live, TUNING) or (TUNING.search(text) and _method(live, {"fit"})):
         return StageResult("tuning", [f"call {c.name}" if isinstance(c, Call) else "hyperparameter search"])
-    fit = _method(live, MODEL_METHODS - {"add", "sample", "step"}) or _has(live, MODEL)
+    fit_top = _method(top, MODEL_METHODS - {"add", "sample", "step"}) or _has(top, MODEL)
+    fit_any = fit_top or _method(live, MODEL_METHODS - {"add", "sample", "step"}) or _has(live, MODEL)
+    evaluation = _has(live, EVALUATION)
     if kinds := EVALUATION_KINDS.intersection(plot_kinds):
-        if not (fit and fit.last in ("fit", "compile", "train")):
+        if not (fit_top and fit_top.last in ("fit", "compile", "train")):
             return StageResult("evaluation", [f"plot kind {sorted(kinds)[0]}"])
-    if fit is not None:
-        return StageResult("modelling", [f"call {fit.name}"])
-    if c := _has(live, EVALUATION):
-        return StageResult("evaluation", [f"call {c.name}"])
+    if fit_top is not None:
+        return StageResult("modelling", [f"call {fit_top.name}"])
+    helper = _helper_stage(top)
+    if helper is not None:
+        return helper
+    if fit_any is not None:
+        return StageResult("modelling", [f"call {fit_any.name} (via {fit_any.via})"])
+    if evaluation is not None:
+        return StageResult("evaluation", [f"call {evaluation.name}"])
     if "history" in text and ("history.history" in text or "history_dict" in text):
         return StageResult("evaluation", ["reads the training history"])
     if c := _method(live, {"predict", "predict_proba", "predict_classes"}):
@@ -128,22 +166,62 @@ def stage_of_code(
     if c := _has(live, LOADERS) or _method(live, LOADER_METHODS):
         return StageResult("data_loading", [f"call {c.name}"])
 
+    if MODEL_TEXT.search(source) or any(MODEL_ARGS.search(c.arg_text()) for c in top):
+        return StageResult("modelling", ["builds a model"])
     fe = _feature_votes(live, assigned_columns)
     pre = _preprocess_votes(live, assigned_columns)
+    if plot_kinds and plot_kinds != ["other"] and not fe and not any(v.startswith("recodes") for v in pre):
+        if METRIC_WORDS.search(" ".join(c.arg_text() + " " + c.text for c in live)):
+            return StageResult("evaluation", [f"plot kind {plot_kinds[0]} of scores"])
+        return StageResult("exploration", [f"plot kind {plot_kinds[0]}"])
+    if deletes and not fe:
+        pre.append("deletes columns/variables")
     if fe or pre:
         if len(fe) > len(pre):
             return StageResult("feature_engineering", fe[:3])
         return StageResult("preprocessing", pre[:3])
-    if plot_kinds:
+    if plot_kinds and plot_kinds != ["other"]:
+        if METRIC_WORDS.search(" ".join(c.arg_text() + " " + c.text for c in live)):
+            return StageResult("evaluation", [f"plot kind {plot_kinds[0]} of scores"])
         return StageResult("exploration", [f"plot kind {plot_kinds[0]}"])
     if c := _method(live, EXPLORE_METHODS) or _method(live, {"groupby", "print", "display", "mean", "sum", "max", "min",
                                                              "median", "std", "count", "len", "sorted", "corr"}):
+        if METRIC_WORDS.search(" ".join(c.arg_text() + " " + c.text for c in live)):
+            return StageResult("evaluation", [f"shows scores ({c.text})"])
         return StageResult("exploration", [f"call {c.text}"])
-    if imports or _has(live, SETUP) or _only_config(source, live):
+    if IMPORTANCE_TEXT.search(source):
+        return StageResult("explanation", ["feature importances"])
+    if plot_kinds:
+        return StageResult("exploration", ["shows a figure"])
+    if only_setup and (imports or _has(live, SETUP) or _only_config(source, live)):
         return StageResult("setup", ["imports/configuration only" if imports else "configuration"])
     if _is_expression_peek(source):
+        if METRIC_WORDS.search(source):
+            return StageResult("evaluation", ["shows a score"])
         return StageResult("exploration", ["shows a value"])
     return StageResult("other", ["no rule matched"])
+
+
+MODEL_TEXT = re.compile(r"^\s*model\w*\s*=|^\s*model\.\w+(\.\w+)*\s*=|\bmodel\.(to|cuda|load_state_dict)\(|^\s*\w*_params\s*=\s*\{"
+                        r"|^\s*(optimizer|criterion)\s*=", re.M)
+MODEL_ARGS = re.compile(r"Classifier\b|Regressor\b|\bSVC\b|\bXGB|\bLGBM|CatBoost")
+IMPORTANCE_TEXT = re.compile(r"importance", re.I)
+HELPER_WORDS = (("submi", "prediction"), ("predict", "prediction"), ("infer", "prediction"), ("evaluat", "evaluation"),
+                ("score", "evaluation"), ("metric", "evaluation"), ("accuracy", "evaluation"), ("plot_roc", "evaluation"),
+                ("confusion", "evaluation"), ("importance", "explanation"), ("train", "modelling"), ("fit", "modelling"),
+                ("oof", "modelling"), ("load", "data_loading"), ("read", "data_loading"), ("clean", "preprocessing"),
+                ("preprocess", "preprocessing"), ("feature", "feature_engineering"))
+
+
+def _helper_stage(top: list[Call]) -> StageResult | None:
+    """A cell that calls the notebook's own helper: the helper's name says what the cell is for."""
+    for c in top:
+        if c.resolved and "." not in c.name and c.name not in ("print", "display", "len", "range", "list", "dict"):
+            low = c.name.lower()
+            for word, stage in HELPER_WORDS:
+                if word in low:
+                    return StageResult(stage, [f"calls the notebook's {c.name}()"])
+    return None
 
 
 def _feature_votes(calls: list[Call], assigned: list[tuple[str, str]]) -> list[str]:
@@ -168,14 +246,17 @@ def _feature_votes(calls: list[Call], assigned: list[tuple[str, str]]) -> list[s
 def _preprocess_votes(calls: list[Call], assigned: list[tuple[str, str]]) -> list[str]:
     votes: list[str] = []
     for c in calls:
+        if re.search(r"isnull\(\)|isna\(\)|value_counts|describe\(", c.arg_text() + c.text):
+            continue
         if PREPROCESS.search(c.name):
             votes.append(f"call {c.name}")
-        elif c.last in PREPROCESS_METHODS and c.last not in ("apply", "map", "split", "where", "sort_values", "reshape") :
+        elif c.last in PREPROCESS_METHODS and c.last not in ("apply", "map", "split", "where", "sort_values", "reshape") \
+                and c.in_assign:
             votes.append(f"call {c.text}")
     for target, value in assigned:
         if re.search(r"\.fillna\(|\.map\(|\.astype\(|\.replace\(|LabelEncoder|\.fit_transform\(|to_numeric|np\.where", value):
             votes.append(f"recodes {target}")
-    if not votes and any(c.last in ("apply", "map", "reshape", "where", "split") for c in calls):
+    if not votes and any(c.last in ("apply", "map", "reshape", "where", "split") and c.in_assign for c in calls):
         votes.append("transforms values")
     return votes
 
