@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Float, Index, Integer, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
 from db.models._types import fk_column, id_column, jsonb_column, timestamp_column
+
+# timestamps that are unknown until something happens have no default (timestamp_column() would set them now)
 
 
 class MiningRun(SQLModel, table=True):
@@ -31,8 +33,8 @@ class MiningRun(SQLModel, table=True):
     # the equivalent command line, to re-draw the same sample
     command: str | None = Field(default=None, sa_column=Column(Text))
     started_at: datetime = Field(sa_column=timestamp_column())
-    listed_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
-    finished_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    listed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     # running | finished | failed | interrupted
     status: str = Field(default="running", sa_column=Column(Text, nullable=False, index=True))
     error: str | None = Field(default=None, sa_column=Column(Text))
@@ -68,7 +70,7 @@ class MiningListing(SQLModel, table=True):
     votes: int | None = Field(default=None, sa_column=Column(Integer))
     language: str | None = Field(default=None, sa_column=Column(Text))
     kernel_type: str | None = Field(default=None, sa_column=Column(Text))
-    last_run_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    last_run_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     # chosen by the run's --limit / --top-percent / --sample
     selected: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=text("false")))
     seen_at: datetime = Field(sa_column=timestamp_column())
@@ -128,7 +130,7 @@ class KaggleKernel(SQLModel, table=True):
     votes: int | None = Field(default=None, sa_column=Column(Integer, index=True))
     language: str | None = Field(default=None, sa_column=Column(Text))
     kernel_type: str | None = Field(default=None, sa_column=Column(Text))
-    last_run_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    last_run_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     competition_sources: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}"))
     dataset_sources: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}"))
     kernel_sources: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=False, server_default="{}"))

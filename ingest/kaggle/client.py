@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +29,8 @@ CREDENTIALS_HOWTO = (
     "  * export KAGGLE_USERNAME=<your user name> and KAGGLE_KEY=<the key from kaggle.json>, or\n"
     "  * export KAGGLE_API_TOKEN=<token> (or save it to ~/.kaggle/access_token), or run `kaggle auth login`."
 )
+
+_STDOUT_LOCK = threading.Lock()
 
 # nbatlas names -> the kaggle client's names
 SORT_BY = {"votes": "voteCount", "hotness": "hotness", "date-run": "dateRun", "views": "viewCount"}
@@ -260,16 +263,16 @@ class KaggleClient:
     def download_outputs(self, ref: str, dest: Path) -> list[str]:
         """The files the kernel's last run wrote (``/kaggle/working``), into ``dest``."""
         dest.mkdir(parents=True, exist_ok=True)
-        with contextlib.redirect_stdout(io.StringIO()):
-            files, _ = self._call(self.api.kernels_output, ref, path=str(dest), force=True, quiet=True)
+        files, _ = self._call(self.api.kernels_output, ref, path=str(dest), force=True, quiet=True)
         return files
 
     def download_competition_data(self, slug: str, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
-        with contextlib.redirect_stdout(io.StringIO()):
-            self._call(self.api.competition_download_files, slug, path=str(dest), force=True, quiet=True, unzip=True)
+        self._call(self.api.competition_download_files, slug, path=str(dest), force=True, quiet=True, unzip=True)
 
     def download_dataset(self, ref: str, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
-        with contextlib.redirect_stdout(io.StringIO()):
+        # kaggle prints the dataset's URL even when quiet; redirect_stdout swaps sys.stdout for the
+        # whole process, so one thread at a time (or stdout could stay swapped)
+        with _STDOUT_LOCK, contextlib.redirect_stdout(io.StringIO()):
             self._call(self.api.dataset_download_files, ref, path=str(dest), force=True, quiet=True, unzip=True)
