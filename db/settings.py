@@ -29,6 +29,15 @@ class Settings(BaseSettings):
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
     batch_notebooks: int = 64  # notebooks per COPY transaction
 
+    # embeddings: a built-in name (code-ngrams, text-words, plot-descriptor), or with the `ml` extra
+    # "st:<sentence-transformers model name or local path>" (e.g. "st:all-MiniLM-L6-v2", "st:clip-ViT-B-32")
+    embed_code_model: str = "code-ngrams"
+    embed_text_model: str = "text-words"
+    embed_image_model: str = "plot-descriptor"
+    embed_batch: int = 256  # items per batch (one worker task, one COPY)
+    hnsw_ef_search: int = 100  # candidate list of an HNSW search (recall vs speed)
+    hnsw_max_scan_tuples: int = 20_000  # how far a filtered search may walk the index before giving up
+
     # API
     api_token: str | None = None
     public: bool = False
