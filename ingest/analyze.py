@@ -38,10 +38,10 @@ class AnalyzeReport:
         return asdict(self)
 
 
-def _analyze_one(notebook_id: int, cells: list[dict]) -> tuple[int, list[int], NotebookFacts | None, str | None]:
+def _analyze_one(notebook_id: int, cells: list[dict], language: str | None) -> tuple[int, list[int], NotebookFacts | None, str | None]:
     cell_ids = [c["id"] for c in cells]
     try:
-        return notebook_id, cell_ids, analyze_cells(cells), None
+        return notebook_id, cell_ids, analyze_cells(cells, language=language.lower() if language else None), None
     except Exception as exc:  # one odd notebook never stops the run; it is reported
         return notebook_id, cell_ids, None, f"{type(exc).__name__}: {exc}"
 
@@ -88,7 +88,8 @@ def analyze(*, session: Session, settings: Settings, rerun: bool = False, progre
     try:
         for chunk in q.iter_chunks(ids, CHUNK):
             cells = q.cells_for_analysis(session=session, notebook_ids=chunk)
-            futures = [pool.submit(_analyze_one, nid, cells[nid]) for nid in chunk]
+            languages = q.languages_for_notebooks(session=session, ids=chunk)
+            futures = [pool.submit(_analyze_one, nid, cells[nid], languages.get(nid)) for nid in chunk]
             items = []
             for fut in futures:
                 nid, cell_ids, facts, error = fut.result()

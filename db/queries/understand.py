@@ -391,3 +391,10 @@ def analysis_status(*, session: Session, analyzer_version: int) -> dict[str, int
 def iter_chunks(items: Sequence[int], size: int) -> Iterable[list[int]]:
     for i in range(0, len(items), size):
         yield list(items[i:i + size])
+
+
+def languages_for_notebooks(*, session: Session, ids: Sequence[int]) -> dict[int, str | None]:
+    if not ids:
+        return {}
+    rows = session.connection().execute(text("SELECT id, language FROM notebook WHERE id = ANY(:ids)"), {"ids": list(ids)})
+    return {nid: lang for nid, lang in rows}

@@ -96,13 +96,26 @@ def figure_outputs(outputs: list[Any]) -> list[tuple[int, list[str]]]:
     return found
 
 
+def notebook_language(nb: Any) -> str | None:
+    metadata = _get(nb, "metadata", {}) or {}
+    kernelspec = metadata.get("kernelspec") or {}
+    info = metadata.get("language_info") or {}
+    lang = kernelspec.get("language") or info.get("name") or metadata.get("language")
+    return lang.lower() if isinstance(lang, str) else None
+
+
 def analyze_notebook(nb: Any) -> NotebookFacts:
     """Analyse an nbformat v4 notebook (NotebookNode or dict)."""
-    return analyze_cells(_get(nb, "cells", []) or [])
+    return analyze_cells(_get(nb, "cells", []) or [], language=notebook_language(nb))
 
 
-def analyze_cells(cells: list[Any]) -> NotebookFacts:
-    """Analyse cells given in notebook order: dicts/NotebookNodes with cell_type, source, outputs."""
+def analyze_cells(cells: list[Any], *, language: str | None = None) -> NotebookFacts:
+    """Analyse cells given in notebook order: dicts/NotebookNodes with cell_type, source, outputs.
+
+    ``language``: the kernel's language; code in another language than Python (Julia, R) is not
+    parsed, its cells are marked as such and only its figure outputs are recorded.
+    """
+    foreign = language is not None and language not in ("python", "python2", "python3", "ipython", "ipython3")
     scope = Scope()
     facts: list[CellFacts] = []
     plots: list[PlotFacts] = []
@@ -119,7 +132,11 @@ def analyze_cells(cells: list[Any]) -> NotebookFacts:
         if ctype != "code":
             continue
         source = sources[position]
-        calls, imports, assigned, parsed, visitor = _analyse_code(source, scope, cf)
+        if foreign:
+            cf.parsed, cf.parse_error = False, f"not analysed: the kernel language is {language}"
+            calls, imports, assigned, parsed, visitor = [], [], [], False, None
+        else:
+            calls, imports, assigned, parsed, visitor = _analyse_code(source, scope, cf)
         cf.imports = [i.as_json() for i in imports]
         cf.calls = [c.as_json() for c in calls[:MAX_CALLS_STORED]]
         cf.call_names = sorted({c.name for c in calls if c.resolved and not c.name.startswith("<")})[:MAX_CALLS_STORED]
@@ -159,6 +176,9 @@ def analyze_cells(cells: list[Any]) -> NotebookFacts:
                     context_after=after,
                     segment=seg_index,
                 ))
+        if foreign:
+            cf.stage, cf.stage_evidence = "other", [cf.parse_error]
+            continue
         result = stage_of_code(source=source, calls=calls, imports=len(imports), plot_kinds=cf.plot_kinds if (outs or segments) else [],
                                assigned_columns=assigned, parsed=parsed, defines=visitor.defines if visitor else None,
                                bases=visitor.bases if visitor else None, deletes=visitor.deletes if visitor else 0)

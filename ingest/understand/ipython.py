@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import warnings
 from functools import lru_cache
 
 # cell magics whose body is Python: the body is analysed as code, not as a string argument
@@ -25,6 +26,13 @@ def to_python(source: str) -> str:
 
 
 def parse_cell(source: str) -> tuple[ast.Module | None, str | None, bool]:
+    # notebook code is full of '\d' in plain strings: its SyntaxWarnings are the author's, not ours
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _parse_cell(source)
+
+
+def _parse_cell(source: str) -> tuple[ast.Module | None, str | None, bool]:
     """Parse a cell. Returns (tree, error, used_ipython_transform).
 
     Plain Python parses as is (most cells, and the cheap path); only cells that do not parse go

@@ -284,7 +284,7 @@ TOKEN_RULES = (
     ("data_loading", re.compile(r"read_csv|read_parquet|load_data|loadtxt|load_dataset")),
     ("preprocessing", re.compile(r"fillna|dropna|get_dummies|StandardScaler|train_test_split|LabelEncoder")),
     ("exploration", re.compile(r"\.head\(|\.describe\(|\.info\(|value_counts|plt\.|sns\.|\.plot\(|print")),
-    ("setup", re.compile(r"^\s*(import|from)\s", re.M)),
+    ("setup", re.compile(r"^\s*(import|from)\s|^\s*(pip|conda)\s+install", re.M)),
 )
 
 

@@ -1,0 +1,112 @@
+"""How well the analyser's plot kinds and stages agree with labels made by looking.
+
+``tests/data/labels/plot_kinds.csv``: 331 images of the real corpus, each labelled by looking at the
+picture (contact sheets of thumbnails) together with the code of the cell that drew it, before the
+rules were tuned. Several kinds per image are allowed. Conventions: a specific kind replaces the
+generic shape it is drawn with (a ROC curve is not also a line; a confusion matrix not also a
+heatmap); a histogram with a KDE curve is both histogram and density; an image that is not a chart
+(a photo, a molecule drawing, a video thumbnail) is ``other``.
+
+``tests/data/labels/stages.csv``: 393 code cells of 15 real notebooks, labelled by reading the code.
+
+The analyser runs on the notebooks directly (no database); images are matched by the SHA-256 of
+their decoded bytes, as stored. Figures are printed so the README can quote them.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from ingest.understand import analyze_notebook
+from ingest.understand.plots import PLOT_KINDS
+from ingest.understand.stages import STAGES
+from tests.conftest import REAL_CORPUS
+
+LABELS = Path(__file__).parent / "data" / "labels"
+MIN_EXAMPLES = 5
+
+
+def _read(name: str) -> list[dict[str, str]]:
+    with open(LABELS / name, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def labelled():
+    images, stages = _read("plot_kinds.csv"), _read("stages.csv")
+    files = sorted({r["notebook"] for r in images} | {r["notebook"] for r in stages})
+    predicted_kinds: dict[str, list[str]] = {}
+    predicted_stage: dict[tuple[str, int], str] = {}
+    for name in files:
+        nb = nbformat.read(REAL_CORPUS / name, as_version=4)
+        facts = analyze_notebook(nb)
+        for plot in facts.plots:
+            if plot.interactive:
+                continue
+            value = nb.cells[plot.cell_position].outputs[plot.output_position]["data"][plot.mime]
+            value = "".join(value) if isinstance(value, list) else value
+            raw = value.encode() if plot.mime == "image/svg+xml" else base64.b64decode(value)
+            predicted_kinds[hashlib.sha256(raw).hexdigest()] = plot.plot_kinds
+        for cell in facts.cells:
+            predicted_stage[(name, cell.position)] = cell.stage
+    return images, stages, predicted_kinds, predicted_stage
+
+
+def test_labels_are_many_and_use_the_vocabularies(labelled):
+    images, stages, predicted_kinds, _ = labelled
+    assert len(images) >= 250 and len(stages) >= 300
+    assert len({r["image_sha256"] for r in images}) == len(images)
+    assert {k for r in images for k in r["kinds"].split(";")} <= set(PLOT_KINDS)
+    assert {r["stage"] for r in stages} <= set(STAGES)
+    # every labelled image is found again in its notebook by the analyser
+    missing = [r["image_sha256"][:12] for r in images if r["image_sha256"] not in predicted_kinds]
+    assert not missing
+
+
+def test_plot_kind_precision_and_recall(labelled):
+    images, _, predicted, _ = labelled
+    tp, fp, support = Counter(), Counter(), Counter()
+    for row in images:
+        gold, got = set(row["kinds"].split(";")), set(predicted.get(row["image_sha256"], []))
+        support.update(gold)
+        tp.update(got & gold)
+        fp.update(got - gold)
+    lines = [f"{'plot kind':22} {'labelled':>8} {'precision':>9} {'recall':>7}"]
+    precisions, recalls = [], []
+    for kind in PLOT_KINDS:
+        if not support[kind] and not fp[kind]:
+            continue
+        p = tp[kind] / (tp[kind] + fp[kind]) if tp[kind] + fp[kind] else 0.0
+        r = tp[kind] / support[kind] if support[kind] else 0.0
+        counted = support[kind] >= MIN_EXAMPLES
+        if counted:
+            precisions.append(p)
+            recalls.append(r)
+        lines.append(f"{kind:22} {support[kind]:8d} {p:9.2f} {r:7.2f}{'' if counted else '   (fewer than 5: not in macro)'}")
+    macro_p, macro_r = sum(precisions) / len(precisions), sum(recalls) / len(recalls)
+    lines.append(f"macro over {len(precisions)} kinds with >= {MIN_EXAMPLES} examples ({len(images)} images): "
+                 f"precision {macro_p:.3f}, recall {macro_r:.3f}")
+    print("\n" + "\n".join(lines))
+    assert macro_p >= 0.9
+    assert macro_r >= 0.8
+
+
+def test_stage_accuracy(labelled):
+    _, stages, _, predicted = labelled
+    right = Counter()
+    total = Counter()
+    for row in stages:
+        total[row["stage"]] += 1
+        right[row["stage"]] += predicted.get((row["notebook"], int(row["cell"]))) == row["stage"]
+    accuracy = sum(right.values()) / len(stages)
+    lines = [f"{stage:20} {total[stage]:4d} cells, {right[stage] / total[stage]:.2f} right" for stage in STAGES if total[stage]]
+    lines.append(f"stage accuracy over {len(stages)} cells: {accuracy:.3f}")
+    print("\n" + "\n".join(lines))
+    assert accuracy >= 0.8
