@@ -1,0 +1,248 @@
+"""Load parsed notebooks into PostgreSQL in batches with ``COPY``. Runs in the main process.
+
+One batch is one transaction: a notebook lands with all its cells, outputs and images, or not at all.
+Ids come from the tables' own identity sequences (reserved in one round trip), so cells and outputs
+are copied straight into the real tables. Images, sources and problems go through temporary tables
+and ``INSERT ... ON CONFLICT DO NOTHING``: an image or place seen before is simply not added again.
+
+A concurrent ingest that commits the same notebook first makes our ``COPY`` fail with a unique
+violation: the batch is rolled back and retried, and that notebook is then found present. Any other
+database error is isolated by loading the batch's notebooks one by one; the one that fails becomes a
+``load`` problem and the others land.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+import psycopg
+from sqlmodel import Session
+
+from db.queries.codec import UNSTORABLE
+from ingest.parse import FileProblem, ParsedNotebook
+
+log = logging.getLogger(__name__)
+
+NOTEBOOK_COLUMNS = (
+    "id, sha256, size_bytes, nbformat, nbformat_minor, original_nbformat, kernel_name, language, metadata, "
+    "n_cells, n_outputs, n_image_outputs, extra, text_escape, run_id, ingested_at"
+)
+CELL_COLUMNS = "id, notebook_id, position, cell_type, cell_key, source, execution_count, metadata, attachments, extra"
+OUTPUT_COLUMNS = (
+    "id, cell_id, notebook_id, position, output_type, mime_types, data, metadata, execution_count, "
+    "name, text, ename, evalue, traceback, extra"
+)
+
+_TEMP_TABLES = """
+CREATE TEMP TABLE IF NOT EXISTS nbatlas_image_load (
+    sha256 char(64), mime text, data bytea, svg text, size_bytes integer, width integer, height integer
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS nbatlas_source_load (
+    sha256 char(64), kind text, location text, member text
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS nbatlas_problem_load (
+    location text, member text, file_sha256 char(64), stage text, severity text, reason text, details jsonb
+) ON COMMIT DELETE ROWS;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    sha256: str
+    kind: str
+    location: str
+    member: str
+
+
+@dataclass
+class LoadResult:
+    added: list[str] = field(default_factory=list)  # sha256 of notebooks inserted
+    present: list[str] = field(default_factory=list)  # sha256 found already there (a concurrent ingest)
+    sources_added: int = 0
+    failed: list[FileProblem] = field(default_factory=list)  # notebooks the database refused
+
+
+def _clean(text: str | None) -> str | None:
+    return None if text is None else UNSTORABLE.sub("\ufffd", text)
+
+
+class BatchLoader:
+    def __init__(self, session: Session, run_id: int, analyzer: Any = None, retries: int = 3):
+        self.session = session
+        self.run_id = run_id
+        self.load_analysis = getattr(analyzer, "load", None)
+        self.retries = retries
+        self.images_known: set[str] = set()  # committed by this run: never sent twice
+
+    def _raw(self) -> psycopg.Connection:
+        return self.session.connection().connection.driver_connection
+
+    def existing(self, shas: list[str]) -> set[str]:
+        if not shas:
+            return set()
+        with self._raw().cursor() as cur:
+            cur.execute("SELECT sha256 FROM notebook WHERE sha256 = ANY(%s)", (shas,))
+            return {row[0] for row in cur}
+
+    def update_run(self, **counters: Any) -> None:
+        sets = ", ".join(f"{name} = %({name})s" for name in counters)
+        with self._raw().cursor() as cur:
+            cur.execute(f"UPDATE ingest_run SET {sets} WHERE id = %(run_id)s", {**counters, "run_id": self.run_id})
+
+    def load(self, notebooks: list[ParsedNotebook], sources: list[SourceRow], problems: list[FileProblem], counters: dict[str, Any] | None = None) -> LoadResult:
+        """Load one batch and commit it."""
+        for attempt in range(self.retries):
+            try:
+                result, images = self._load_once(notebooks, sources, problems, counters)
+                self.session.commit()
+                self.images_known |= images
+                return result
+            except psycopg.errors.UniqueViolation:
+                self.session.rollback()
+                log.info("a concurrent ingest added some of these notebooks; retrying the batch (%d)", attempt + 1)
+            except psycopg.Error:
+                self.session.rollback()
+                if len(notebooks) <= 1:
+                    break
+                return self._load_one_by_one(notebooks, sources, problems, counters)
+        return self._load_one_by_one(notebooks, sources, problems, counters)
+
+    def _load_one_by_one(self, notebooks, sources, problems, counters) -> LoadResult:
+        total = LoadResult()
+        for nb in notebooks:
+            try:
+                result, images = self._load_once([nb], [], nb.warnings, None)
+                self.session.commit()
+                self.images_known |= images
+                total.added += result.added
+                total.present += result.present
+            except psycopg.Error as exc:
+                self.session.rollback()
+                reason = f"the database refused this notebook: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                total.failed.append(FileProblem(nb.location, nb.member, "load", reason, nb.sha256))
+        own = {id(w) for nb in notebooks for w in nb.warnings}
+        rest = [p for p in problems if id(p) not in own] + total.failed
+        result, _ = self._load_once([], sources, rest, counters)
+        self.session.commit()
+        total.sources_added = result.sources_added
+        return total
+
+    def _load_once(self, notebooks, sources, problems, counters) -> tuple[LoadResult, set[str]]:
+        result = LoadResult()
+        raw = self._raw()
+        now = datetime.now(timezone.utc)
+        images_sent: set[str] = set()
+        with raw.cursor() as cur:
+            cur.execute(_TEMP_TABLES)
+            unique: dict[str, ParsedNotebook] = {}
+            for nb in notebooks:
+                unique.setdefault(nb.sha256, nb)
+            present = set()
+            if unique:
+                cur.execute("SELECT sha256 FROM notebook WHERE sha256 = ANY(%s)", (list(unique),))
+                present = {row[0] for row in cur}
+            new = [nb for sha, nb in unique.items() if sha not in present]
+            result.present = sorted(present)
+            result.added = [nb.sha256 for nb in new]
+            if new:
+                images_sent = self._copy_notebooks(cur, new, now)
+            if sources:
+                with cur.copy("COPY nbatlas_source_load (sha256, kind, location, member) FROM STDIN") as copy:
+                    for s in sources:
+                        copy.write_row((s.sha256, s.kind, _clean(s.location), _clean(s.member)))
+                cur.execute(
+                    "INSERT INTO source (notebook_id, kind, location, member, fetched_at, run_id) "
+                    "SELECT n.id, s.kind, s.location, s.member, %s, %s "
+                    "FROM nbatlas_source_load s JOIN notebook n ON n.sha256 = s.sha256 "
+                    "ON CONFLICT ON CONSTRAINT uq_source_place DO NOTHING",
+                    (now, self.run_id),
+                )
+                result.sources_added = cur.rowcount
+                cur.execute("DELETE FROM nbatlas_source_load")
+            if problems:
+                with cur.copy(
+                    "COPY nbatlas_problem_load (location, member, file_sha256, stage, severity, reason, details) FROM STDIN"
+                ) as copy:
+                    for p in problems:
+                        details = None
+                        if p.details is not None:
+                            details = _clean(orjson.dumps(p.details, default=str).decode("utf-8"))
+                        copy.write_row((_clean(p.location), _clean(p.member), p.file_sha256, p.stage, p.severity, _clean(p.reason), details))
+                cur.execute(
+                    "INSERT INTO problem (run_id, location, member, file_sha256, notebook_id, stage, severity, reason, details, found_at) "
+                    "SELECT %s, p.location, p.member, p.file_sha256, n.id, p.stage, p.severity, p.reason, p.details, %s "
+                    "FROM nbatlas_problem_load p LEFT JOIN notebook n ON p.severity = 'warning' AND n.sha256 = p.file_sha256 "
+                    "ON CONFLICT DO NOTHING",
+                    (self.run_id, now),
+                )
+                cur.execute("DELETE FROM nbatlas_problem_load")
+            if counters:
+                sets = ", ".join(f"{name} = %({name})s" for name in counters)
+                cur.execute(f"UPDATE ingest_run SET {sets} WHERE id = %(run_id)s", {**counters, "run_id": self.run_id})
+        return result, images_sent
+
+    def _ids(self, cur, table: str, n: int) -> list[int]:
+        if n == 0:
+            return []
+        cur.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            (table, n),
+        )
+        return [row[0] for row in cur]
+
+    def _copy_notebooks(self, cur, new: list[ParsedNotebook], now: datetime) -> set[str]:
+        notebook_ids = self._ids(cur, "notebook", len(new))
+        cell_ids = iter(self._ids(cur, "cell", sum(len(nb.cells) for nb in new)))
+        output_ids = iter(self._ids(cur, "output", sum(len(nb.outputs) for nb in new)))
+        run_id = self.run_id
+        analysis_items = []
+        output_images: list[tuple] = []
+        images: dict[str, tuple] = {}
+        with cur.copy(f"COPY notebook ({NOTEBOOK_COLUMNS}) FROM STDIN") as copy:
+            for nid, nb in zip(notebook_ids, new):
+                copy.write_row((nid, nb.sha256, nb.size_bytes, *nb.notebook, run_id, now))
+        per_notebook_cells: list[list[int]] = []
+        with cur.copy(f"COPY cell ({CELL_COLUMNS}) FROM STDIN") as copy:
+            for nid, nb in zip(notebook_ids, new):
+                ids = []
+                for row in nb.cells:
+                    cid = next(cell_ids)
+                    ids.append(cid)
+                    copy.write_row((cid, nid, *row))
+                per_notebook_cells.append(ids)
+        with cur.copy(f"COPY output ({OUTPUT_COLUMNS}) FROM STDIN") as copy:
+            for nid, nb, cids in zip(notebook_ids, new, per_notebook_cells):
+                oids = []
+                for row in nb.outputs:
+                    oid = next(output_ids)
+                    oids.append(oid)
+                    copy.write_row((oid, cids[row[0]], nid, *row[1:]))
+                for index, mime, sha, layout in nb.output_images:
+                    output_images.append((oids[index], mime, sha, layout))
+                for image in nb.images:
+                    if image[0] not in self.images_known:
+                        images.setdefault(image[0], image)
+                if self.load_analysis is not None and nb.analysis is not None:
+                    analysis_items.append((nid, cids, nb.analysis))
+        if images:
+            with cur.copy("COPY nbatlas_image_load (sha256, mime, data, svg, size_bytes, width, height) FROM STDIN") as copy:
+                for image in images.values():
+                    copy.write_row(image)
+            cur.execute(
+                "INSERT INTO image (sha256, mime, data, svg, size_bytes, width, height, created_at) "
+                "SELECT sha256, mime, data, svg, size_bytes, width, height, %s FROM nbatlas_image_load "
+                "ON CONFLICT (sha256) DO NOTHING",
+                (now,),
+            )
+            cur.execute("DELETE FROM nbatlas_image_load")
+        if output_images:
+            with cur.copy("COPY output_image (output_id, mime, image_sha256, b64_layout) FROM STDIN") as copy:
+                for row in output_images:
+                    copy.write_row(row)
+        if analysis_items:
+            self.load_analysis(connection=cur.connection, items=analysis_items)
+        return set(images)

@@ -1,0 +1,358 @@
+"""Ingest notebooks from local files, folders and archives: ``nbatlas ingest PATH...``.
+
+The pipeline: the main process walks the paths, reads each file and hashes it (SHA-256 of the
+bytes is a notebook's identity), and asks the database which of those hashes it already holds; only
+new files go to the worker processes, which parse them (``ingest.parse``) into rows; the main process
+loads the rows in batches with ``COPY`` (``ingest.load``), one transaction per batch.
+
+So re-running an ingest only reads and hashes: a file already in the database adds at most a new
+source row (the same notebook found at a new place) and nothing else. A killed ingest loses at most
+the batch in flight; the next run skips what was committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session
+
+from db.models import IngestRun
+from db.settings import Settings
+from ingest import parse
+from ingest.load import BatchLoader, SourceRow
+from ingest.parse import FileProblem, Limits, ParsedNotebook, Place
+from ingest.sources import count_zip_notebooks, discover, iter_archive, local_place, too_large
+
+# places hashed per database look-up, and the size of one worker task
+LOOKUP_PLACES = 64
+TASK_PLACES = 8
+TASK_BYTES = 4 * 1024 * 1024
+BATCH_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class IngestReport:
+    run_id: int
+    files_seen: int = 0
+    notebooks_added: int = 0
+    sources_added: int = 0
+    already_present: int = 0  # files whose notebook was in the database already (or earlier in this run)
+    # files not ingested, and caveats of ingested ones: (location, member, stage, reason)
+    problems: list[tuple[str, str, str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str, str, str]] = field(default_factory=list)
+    bytes_read: int = 0
+    seconds: float = 0.0
+    status: str = "running"
+
+    @property
+    def nothing_new(self) -> bool:
+        return self.notebooks_added == 0 and self.sources_added == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["problems"] = [dict(zip(("location", "member", "stage", "reason"), p)) for p in self.problems]
+        out["warnings"] = [dict(zip(("location", "member", "stage", "reason"), p)) for p in self.warnings]
+        out["nothing_new"] = self.nothing_new
+        return out
+
+
+class _InlinePool:
+    """``workers = 1``: parse in this process (no start-up cost, easier to debug)."""
+
+    def __init__(self, limits: Limits, analyzer):
+        parse.init_worker(limits, analyzer)
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # pragma: no cover - parse_many catches per file
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, **_: Any) -> None:
+        pass
+
+
+@contextmanager
+def _pool(settings: Settings, analyzer):
+    limits = Limits.from_settings(settings)
+    if settings.workers <= 1:
+        yield _InlinePool(limits, analyzer)
+        return
+    import multiprocessing
+
+    # fork: the workers inherit the imported modules, so they start in milliseconds
+    context = multiprocessing.get_context("fork") if os.name == "posix" else None
+    pool = ProcessPoolExecutor(max_workers=settings.workers, mp_context=context, initializer=parse.init_worker, initargs=(limits, analyzer))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Progress:
+    def __init__(self, enabled: bool, total: int):
+        self.enabled = enabled
+        self.bar = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("[bold]ingest[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                TextColumn("{task.fields[added]} new"), TimeElapsedColumn(), TimeRemainingColumn(),
+                console=Console(stderr=True), transient=False,
+            )
+            self.task = self.bar.add_task("ingest", total=total or None, added=0)
+
+    def __enter__(self):
+        if self.bar:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()
+
+    def advance(self, n: int = 1, added: int | None = None) -> None:
+        if self.bar:
+            kwargs = {"added": added} if added is not None else {}
+            self.bar.update(self.task, advance=n, **kwargs)
+
+    def grow(self, n: int) -> None:
+        if self.bar and n:
+            task = self.bar.tasks[0]
+            self.bar.update(self.task, total=(task.total or 0) + n)
+
+
+class _Run:
+    """The state of one ingest: what was seen, what waits for a worker, what waits for the database."""
+
+    def __init__(self, session: Session, settings: Settings, report: IngestReport, loader: BatchLoader, pool, progress: _Progress):
+        self.session, self.settings, self.report = session, settings, report
+        self.loader, self.pool, self.progress = loader, pool, progress
+        # sha256 -> 'pending' | 'ok' | FileProblem (the first place's failure)
+        self.state: dict[str, Any] = {}
+        self.waiting_dups: dict[str, list[Place]] = {}
+        self.inflight: deque[Future] = deque()
+        self.window = max(2, 2 * settings.workers + 1)
+        self.notebooks: list[ParsedNotebook] = []
+        self.notebook_bytes = 0
+        self.sources: list[SourceRow] = []
+        self.problems: list[FileProblem] = []
+        self.lookup: list[tuple[Place, str]] = []
+
+    # -- input side ---------------------------------------------------------------------------------
+
+    def add(self, item: Place | FileProblem) -> None:
+        self.report.files_seen += 1
+        if isinstance(item, FileProblem):
+            self._problem(item)
+            self.progress.advance()
+            return
+        place = item
+        if place.data is None:
+            try:
+                size = os.stat(place.path).st_size
+                if size > self.settings.max_file_bytes:
+                    self._problem(FileProblem(place.location, "", "limit", too_large(size, self.settings.max_file_bytes)))
+                    self.progress.advance()
+                    return
+                with open(place.path, "rb") as fh:
+                    place.data = fh.read(self.settings.max_file_bytes + 1)
+            except OSError as exc:
+                self._problem(FileProblem(place.location, place.member, "read", f"cannot read the file: {exc.strerror or exc}"))
+                self.progress.advance()
+                return
+        self.report.bytes_read += len(place.data)
+        self.lookup.append((place, hashlib.sha256(place.data).hexdigest()))
+        if len(self.lookup) >= LOOKUP_PLACES:
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Look the hashed places up in the database; send the new ones to the workers."""
+        lookup, self.lookup = self.lookup, []
+        unknown = list({sha for _, sha in lookup if sha not in self.state})
+        present = self.loader.existing(unknown)
+        task: list[Place] = []
+        task_bytes = 0
+        for place, sha in lookup:
+            state = self.state.get(sha)
+            if state is None and sha in present:
+                state = self.state[sha] = "ok"
+            if state is None:
+                self.state[sha] = "pending"
+                place.sha256 = sha
+                task.append(place)
+                task_bytes += len(place.data)
+                if len(task) >= TASK_PLACES or task_bytes >= TASK_BYTES:
+                    self._submit(task)
+                    task, task_bytes = [], 0
+                continue
+            place.data = None
+            if state == "pending":
+                self.waiting_dups.setdefault(sha, []).append(place)
+            else:
+                self._settle_duplicate(place, sha, state)
+            self.progress.advance()
+        if task:
+            self._submit(task)
+
+    def _settle_duplicate(self, place: Place, sha: str, state: Any) -> None:
+        if state == "ok":
+            self.report.already_present += 1
+            self.sources.append(SourceRow(sha, place.kind, place.location, place.member))
+        else:  # the same bytes failed elsewhere: the same problem, at this place too
+            self._problem(FileProblem(place.location, place.member, state.stage, state.reason, sha, details=state.details))
+
+    def _submit(self, task: list[Place]) -> None:
+        self.inflight.append(self.pool.submit(parse.parse_many, task))
+        while len(self.inflight) > self.window or (self.inflight and self.inflight[0].done()):
+            self._collect(self.inflight.popleft())
+
+    # -- output side --------------------------------------------------------------------------------
+
+    def _collect(self, future: Future) -> None:
+        for result in future.result():
+            dups = self.waiting_dups.pop(result.file_sha256 if isinstance(result, FileProblem) else result.sha256, [])
+            if isinstance(result, FileProblem):
+                self._problem(result)
+                if result.file_sha256:
+                    self.state[result.file_sha256] = result
+                for place in dups:
+                    self._settle_duplicate(place, result.file_sha256, result)
+            else:
+                self.state[result.sha256] = "ok"
+                self.notebooks.append(result)
+                self.notebook_bytes += result.size_bytes
+                self.sources.append(SourceRow(result.sha256, result.kind, result.location, result.member))
+                for warning in result.warnings:
+                    self.problems.append(warning)
+                    self.report.warnings.append((warning.location, warning.member, warning.stage, warning.reason))
+                for place in dups:
+                    self._settle_duplicate(place, result.sha256, "ok")
+            self.progress.advance()
+        if len(self.notebooks) >= self.settings.batch_notebooks or self.notebook_bytes >= BATCH_BYTES or len(self.sources) + len(self.problems) >= 5000:
+            self.flush()
+
+    def _problem(self, problem: FileProblem) -> None:
+        self.problems.append(problem)
+        if problem.severity == "error":
+            self.report.problems.append((problem.location, problem.member, problem.stage, problem.reason))
+        else:
+            self.report.warnings.append((problem.location, problem.member, problem.stage, problem.reason))
+
+    def flush(self) -> None:
+        if not (self.notebooks or self.sources or self.problems):
+            return
+        notebooks, sources, problems = self.notebooks, self.sources, self.problems
+        self.notebooks, self.sources, self.problems, self.notebook_bytes = [], [], [], 0
+        counters = self._counters(pending_added=len(notebooks))
+        result = self.loader.load(notebooks, sources, problems, counters)
+        report = self.report
+        report.notebooks_added += len(result.added)
+        report.already_present += len(result.present)
+        report.sources_added += result.sources_added
+        for failed in result.failed:
+            report.problems.append((failed.location, failed.member, failed.stage, failed.reason))
+        self.progress.advance(0, added=report.notebooks_added)
+
+    def _counters(self, pending_added: int = 0) -> dict[str, Any]:
+        r = self.report
+        return {
+            "files_seen": r.files_seen,
+            "notebooks_added": r.notebooks_added + pending_added,
+            "sources_added": r.sources_added,
+            "problems": len(r.problems),
+        }
+
+    def finish(self) -> None:
+        if self.lookup:
+            self._dispatch()
+        while self.inflight:
+            self._collect(self.inflight.popleft())
+        self.flush()
+
+
+def ingest_paths(
+    paths: Sequence[Path | str],
+    *,
+    session: Session,
+    settings: Settings,
+    progress: bool = False,
+    cell_analyzer: Callable[[dict], Any] | None = None,
+) -> IngestReport:
+    """Ingest the notebooks in ``paths`` (files, folders searched recursively for ``*.ipynb``, archives).
+
+    ``cell_analyzer``: an optional picklable callable run in the worker processes on each new notebook
+    (an nbformat 4 dict, as ``nbformat.reads`` gives it) returning a picklable result. If it has a
+    ``load(*, connection, items)`` method, that runs in the main process inside each batch's
+    transaction with ``items = [(notebook_id, cell_ids_by_position, result), ...]`` and the raw
+    psycopg connection, so its rows land atomically with the notebook's.
+
+    Raises FileNotFoundError (before touching the database) if a path does not exist.
+    """
+    started = time.perf_counter()
+    given = [Path(p).expanduser() for p in paths]
+    missing = [str(p) for p in given if not p.exists()]
+    if missing:
+        raise FileNotFoundError("no such file or folder: " + ", ".join(missing))
+    found = discover(given)
+    total = len(found.files) + sum(count_zip_notebooks(a) or 0 for a in found.archives)
+
+    run = IngestRun(kind="local", args={"paths": [os.path.abspath(p) for p in given], "workers": settings.workers})
+    session.add(run)
+    session.commit()
+    report = IngestReport(run_id=run.id)
+    loader = BatchLoader(session, run.id, cell_analyzer)
+    status = "failed"
+    try:
+        with _pool(settings, cell_analyzer) as pool, _Progress(progress, total) as bar:
+            state = _Run(session, settings, report, loader, pool, bar)
+            for path in found.files:
+                state.add(local_place(path))
+            for archive in found.archives:
+                counted = count_zip_notebooks(archive) is not None
+                for item in iter_archive(archive, settings):
+                    if not counted:
+                        bar.grow(1)
+                    state.add(item)
+            state.finish()
+        status = "finished"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        report.status = status
+        report.seconds = time.perf_counter() - started
+        try:
+            session.rollback()  # a no-op unless a batch was cut short
+            loader.update_run(
+                status=status,
+                finished_at=datetime.now(timezone.utc),
+                **{k: v for k, v in _final_counters(report).items()},
+            )
+            session.commit()
+        except Exception:  # the database itself went away: the run row stays 'running'
+            pass
+    return report
+
+
+def _final_counters(report: IngestReport) -> dict[str, Any]:
+    return {
+        "files_seen": report.files_seen,
+        "notebooks_added": report.notebooks_added,
+        "sources_added": report.sources_added,
+        "problems": len(report.problems),
+    }
