@@ -227,7 +227,8 @@ def build_catalog(*, seed: int = 7, malformed_in: str | None = "house-prices-adv
             )
         )
     if malformed_in:
-        victim = next(k for k in kernels if malformed_in in k.competitions and k.competitions == [malformed_in])
+        # the most voted notebook of that competition alone, so every vote-ordered sample of it pulls it
+        victim = max((k for k in kernels if k.competitions == [malformed_in]), key=lambda k: k.votes)
         victim.source = victim.source[: len(victim.source) // 2]  # a truncated blob: not JSON
     datasets = {"alice/titanic-extra": _zip({"extra.csv": b"a,b\n1,2\n"})}
     return Catalog(competitions=competitions, kernels=kernels, datasets=datasets)

@@ -12,7 +12,7 @@ from sqlmodel import Field, SQLModel
 
 from db.models._types import fk_column, id_column, jsonb_column, timestamp_column
 
-# timestamps that are unknown until something happens have no default (timestamp_column() would set them now)
+# timestamps unknown until something happens use a plain column: timestamp_column() defaults to now
 
 
 class MiningRun(SQLModel, table=True):
@@ -55,7 +55,8 @@ class MiningListing(SQLModel, table=True):
     """A kernel as the listing showed it when the run listed its scope (competition, dataset, search...)."""
 
     __tablename__ = "mining_listing"
-    __table_args__ = (UniqueConstraint("run_id", "scope", "ref", name="uq_mining_listing"),)
+    # one row per kernel version per scope (archives imported with --versions all list several versions)
+    __table_args__ = (Index("uq_mining_listing", "run_id", "scope", "ref", "version", unique=True, postgresql_nulls_not_distinct=True),)
 
     id: int | None = Field(default=None, sa_column=id_column())
     run_id: int = Field(sa_column=fk_column("mining_run.id", index=False))
@@ -90,8 +91,9 @@ class KagglePull(SQLModel, table=True):
     version: int | None = Field(default=None, sa_column=Column(Integer))
     # the run that last worked on it
     run_id: int | None = Field(default=None, sa_column=fk_column("mining_run.id", nullable=True, ondelete="SET NULL"))
-    # downloaded (on disk, not yet ingested) | pulled | invalid (pulled, not a valid notebook) |
-    # skipped (not a Python notebook) | failed (could not be downloaded; a re-run tries again)
+    # pulled | invalid (pulled, but not a notebook nbformat can read: a problem row says why) |
+    # skipped (not a Python notebook) | failed (could not be downloaded; a re-run tries again).
+    # A download on disk but not yet ingested has no row: the file itself (path) is the record.
     status: str = Field(sa_column=Column(Text, nullable=False, index=True))
     reason: str | None = Field(default=None, sa_column=Column(Text))
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))

@@ -300,6 +300,7 @@ class KaggleMiner:
         self.session.execute(delete(MiningListing).where(MiningListing.run_id == run.id))
         scopes = self._scopes(run)
         totals: dict[str, int] = {}
+        targets: set[tuple[str, int | None]] = set()
         with _progress(self.progress, "listing") as bar:
             task = bar.add_task("listing", total=len(scopes)) if bar else None
             for scope in scopes:
@@ -314,9 +315,11 @@ class KaggleMiner:
                     ))
                 totals[scope.label] = len(rows)
                 report.listed += len(rows)
-                report.selected += len(chosen)
+                # a notebook listed by two competitions is one notebook to pull
+                targets.update((info.ref, info.version) for rank, info in enumerate(rows, start=1) if rank in chosen)
                 if bar:
                     bar.update(task, advance=1, description=f"listed {scope.label}: {len(rows)}")
+        report.selected = len(targets)
         run.resolved = {**(run.resolved or {}), "listed": totals}
         run.listed, run.selected = report.listed, report.selected
         run.listed_at = utcnow()

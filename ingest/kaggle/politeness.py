@@ -19,7 +19,7 @@ from typing import TypeVar
 import requests
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -104,8 +104,9 @@ class Politeness:
         self._sleep = sleep
         self._lock = threading.Lock()
         self.retries = 0
-        self._backoff = wait_exponential_jitter(
-            initial=self.settings.backoff_initial, max=self.settings.backoff_max, jitter=self.settings.backoff_jitter
+        # backoff_initial * 2^(n-1), at most backoff_max, plus 0..jitter seconds
+        self._backoff = wait_exponential(multiplier=self.settings.backoff_initial, max=self.settings.backoff_max) + wait_random(
+            0, self.settings.backoff_jitter
         )
 
     def _wait(self, state: RetryCallState) -> float:

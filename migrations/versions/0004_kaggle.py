@@ -60,9 +60,9 @@ def upgrade() -> None:
         sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["run_id"], ["mining_run.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("run_id", "scope", "ref", name="uq_mining_listing"),
     )
     op.create_index(op.f("ix_mining_listing_ref"), "mining_listing", ["ref"], unique=False)
+    op.create_index("uq_mining_listing", "mining_listing", ["run_id", "scope", "ref", "version"], unique=True, postgresql_nulls_not_distinct=True)
 
     op.create_table(
         "kaggle_pull",
