@@ -39,7 +39,7 @@ def mine_kaggle(
     sort_by: str = typer.Option("votes", "--sort-by", help="Listing order: votes, hotness, date-run or views."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help=SIZE_HELP + "the first N notebooks."),
     top_percent: Optional[float] = typer.Option(
-        None, "--top-percent", min=0.0001, max=100, help=SIZE_HELP + "the first P%% (rounded up, at least one) of all its notebooks."),
+        None, "--top-percent", min=0.0001, max=100, help=SIZE_HELP + "the first P% (rounded up, at least one) of all its notebooks."),
     sample: Optional[int] = typer.Option(None, "--sample", min=1, help=SIZE_HELP + "N notebooks drawn at random (needs --seed)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of --sample: the same seed draws the same sample."),
     with_outputs: bool = typer.Option(False, "--with-outputs", help="Also download each notebook's output files."),
@@ -182,7 +182,7 @@ _ARCHIVE_OPTIONS = dict(
     competition=typer.Option([], "--competition", "-c", help="Only notebooks using this competition (repeatable; sizes apply per competition)."),
     sort_by=typer.Option("votes", "--sort-by", help="Order for --limit/--top-percent: votes, views or date-run."),
     limit=typer.Option(None, "--limit", min=1, help="The first N notebooks."),
-    top_percent=typer.Option(None, "--top-percent", min=0.0001, max=100, help="The first P%% (rounded up, at least one)."),
+    top_percent=typer.Option(None, "--top-percent", min=0.0001, max=100, help="The first P% (rounded up, at least one)."),
     sample=typer.Option(None, "--sample", min=1, help="N notebooks drawn at random (needs --seed)."),
     seed=typer.Option(None, "--seed", help="Seed of --sample."),
     versions=typer.Option("current", "--versions", help="current: each kernel's current version (or newest present); all: every version file."),

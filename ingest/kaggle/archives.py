@@ -68,9 +68,9 @@ class ArchiveSelection(BaseModel):
         return self
 
 
-@dataclass
+@dataclass(slots=True)
 class ArchiveKernel:
-    """One notebook file of the archive and what the metadata says about it."""
+    """One notebook file of the archive and what the metadata says about it (slots: millions of them)."""
 
     path: Path
     member: str
