@@ -21,7 +21,6 @@ from sqlalchemy import create_engine, func, select
 from sqlmodel import Session
 
 from db.models import KaggleKernel, KagglePull, MiningListing, MiningRun, Notebook, Problem, Source
-from db.settings import Settings
 from tests.conftest import REPO, cli_env
 from tests.fake_kaggle import KEY, USERNAME, Fault, FakeKaggle, build_catalog
 
@@ -229,7 +228,7 @@ def test_killed_run_resumes_and_pulls_every_missing_notebook_exactly_once(fake, 
     engine.dispose()
 
 
-def test_missing_credentials_give_one_clear_message(tmp_path, fresh_database):
+def test_missing_credentials_give_one_clear_message(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
     (tmp_path / "empty").mkdir()
     env.update(KAGGLE_CONFIG_DIR=str(tmp_path / "empty"), HOME=str(tmp_path), NBATLAS_HOME=str(tmp_path / "home"),

@@ -193,8 +193,8 @@ _ARCHIVE_OPTIONS = dict(
 
 @import_app.command("meta-kaggle-code")
 def import_meta_kaggle_code(
-    root: Path = typer.Argument(..., help="Extracted Meta Kaggle Code folder (0000/000/<id>.ipynb ...)."),
-    meta: Optional[Path] = typer.Option(None, "--meta", help="Meta Kaggle folder with KernelVersions.csv, Kernels.csv, Users.csv, ..."),
+    root: Path = typer.Argument(..., exists=True, file_okay=False, help="Extracted Meta Kaggle Code folder (0000/000/<id>.ipynb ...)."),
+    meta: Optional[Path] = typer.Option(None, "--meta", exists=True, file_okay=False, help="Meta Kaggle folder with KernelVersions.csv, Kernels.csv, Users.csv, ..."),
     competition: list[str] = _ARCHIVE_OPTIONS["competition"],
     sort_by: str = _ARCHIVE_OPTIONS["sort_by"],
     limit: Optional[int] = _ARCHIVE_OPTIONS["limit"],
@@ -211,8 +211,8 @@ def import_meta_kaggle_code(
 
 @import_app.command("kgtorrent")
 def import_kgtorrent(
-    root: Path = typer.Argument(..., help="KGTorrent folder of UserName_CurrentUrlSlug.ipynb files."),
-    meta: Optional[Path] = typer.Option(None, "--meta", help="Folder of its metadata tables as CSV (default: ROOT itself)."),
+    root: Path = typer.Argument(..., exists=True, file_okay=False, help="KGTorrent folder of UserName_CurrentUrlSlug.ipynb files."),
+    meta: Optional[Path] = typer.Option(None, "--meta", exists=True, file_okay=False, help="Folder of its metadata tables as CSV (default: ROOT itself)."),
     competition: list[str] = _ARCHIVE_OPTIONS["competition"],
     sort_by: str = _ARCHIVE_OPTIONS["sort_by"],
     limit: Optional[int] = _ARCHIVE_OPTIONS["limit"],
