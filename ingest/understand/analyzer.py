@@ -16,7 +16,7 @@ from typing import Any
 
 from ingest.understand.calls import AXES, Call, CellVisitor, Import, Scope, canonical, repair_python2, token_calls
 from ingest.understand.context import context_for_cells
-from ingest.understand.ipython import parse_cell
+from ingest.understand.ipython import parse_cell, parse_cell_with_text
 from ingest.understand.plots import KindEvidence, ends_figure, is_plot_call, kinds_for_calls, segments_of, starts_figure
 from ingest.understand.stages import StageResult, stage_of_code
 
@@ -198,22 +198,22 @@ def analyze_cells(cells: list[Any], *, language: str | None = None) -> NotebookF
 
 
 def _analyse_code(source: str, scope: Scope, cf: CellFacts) -> tuple[list[Call], list[Import], list, bool, CellVisitor | None]:
-    tree, error, used_ipython = parse_cell(source)
+    tree, error, used_ipython, text = parse_cell_with_text(source)
     cf.ipython_syntax = used_ipython and tree is not None
     if tree is None:
         repaired = repair_python2(source)
         if repaired is not None:
-            tree, _, used = parse_cell(repaired)
+            tree, _, used, text = parse_cell_with_text(repaired)
             cf.ipython_syntax = cf.ipython_syntax or used
     if tree is not None and error is None:
-        visitor = CellVisitor(scope)
+        visitor = CellVisitor(scope, text)
         visitor.visit(tree)
         return visitor.calls, visitor.imports, visitor.assigned_columns, True, visitor
     cf.parsed = False
     cf.parse_error = error or "does not parse"
     if tree is not None:  # parsed after repairing Python 2 prints: full analysis, still marked
         cf.parse_error = (error or "") + " (analysed after rewriting Python 2 print statements)"
-        visitor = CellVisitor(scope)
+        visitor = CellVisitor(scope, text)
         visitor.visit(tree)
         return visitor.calls, visitor.imports, visitor.assigned_columns, True, visitor
     # token fallback: imports line by line, calls from the token stream

@@ -17,6 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_TEXT = 160
+MAX_CALLS_PER_CELL = 2000
+
+
+def _bounded_walk(node: ast.AST, limit: int):
+    """ast.walk, but stops after ``limit`` nodes (arguments can be huge generated expressions)."""
+    from collections import deque
+
+    todo = deque([node])
+    seen = 0
+    while todo and seen < limit:
+        n = todo.popleft()
+        seen += 1
+        todo.extend(ast.iter_child_nodes(n))
+        yield n
 
 # what some calls return, so attribute calls on the result resolve (``ax.scatter``)
 AXES = "matplotlib.axes.Axes"
@@ -76,6 +90,7 @@ class Call:
     segment: int = 0  # figure segment of the cell (a new figure / show starts a new one)
     in_def: bool = False  # inside a def/class body of this cell (runs only when called)
     in_assign: bool = False  # its result is stored (``df = df.fillna(0)``), or it works in place
+    shapes: tuple[str, ...] | None = field(default=None, repr=False, compare=False)  # memo of plots.shape_of
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "text": self.text, "line": self.line}
@@ -168,8 +183,9 @@ def dotted(node: ast.AST) -> list[str] | None:
 class CellVisitor(ast.NodeVisitor):
     """Collects imports and calls of one cell, updating the notebook scope as it goes (in source order)."""
 
-    def __init__(self, scope: Scope):
+    def __init__(self, scope: Scope, text: str | None = None):
         self.scope = scope
+        self._lines = text.splitlines(keepends=True) if text is not None else None
         self.imports: list[Import] = []
         self.calls: list[Call] = []
         self.segment = 0
@@ -180,7 +196,50 @@ class CellVisitor(ast.NodeVisitor):
         self.defines: list[str] = []
         self.bases: list[str] = []  # resolved base classes of classes defined here (torch.nn.Module...)
         self.deletes = 0
+        self.truncated = False
         self._assign_depth = 0
+
+    def src(self, node: ast.AST) -> str:
+        """Source text of a node, sliced from the cell (much cheaper than ast.unparse)."""
+        lines = self._lines
+        try:
+            l0, l1 = node.lineno - 1, node.end_lineno - 1  # type: ignore[attr-defined]
+            c0, c1 = node.col_offset, node.end_col_offset  # type: ignore[attr-defined]
+        except AttributeError:
+            return _src(node)
+        if lines is None or l1 >= len(lines) or l0 < 0 or l1 < l0:
+            return _src(node)
+        if l0 == l1:
+            line = lines[l0]
+            text = line[c0:c1] if line.isascii() else line.encode()[c0:c1].decode(errors="replace")
+        else:
+            first, last = lines[l0], lines[l1]
+            head = first[c0:] if first.isascii() else first.encode()[c0:].decode(errors="replace")
+            tail = last[:c1] if last.isascii() else last.encode()[:c1].decode(errors="replace")
+            text = head + "".join(lines[l0 + 1:l1]) + tail
+        return _short(text)
+
+    # leaves and data literals hold no calls: skipping them is most of the speed on generated cells
+    def visit_Constant(self, node: ast.Constant) -> None:
+        return None
+
+    def visit_Name(self, node: ast.Name) -> None:
+        return None
+
+    def _literal(self, elts: list) -> bool:
+        return len(elts) > 20 and all(isinstance(e, (ast.Constant, ast.UnaryOp)) for e in elts[:20]) and \
+            all(isinstance(e, (ast.Constant, ast.UnaryOp)) for e in elts)
+
+    def visit_List(self, node: ast.List) -> None:
+        if not self._literal(node.elts):
+            self.generic_visit(node)
+
+    visit_Tuple = visit_List  # type: ignore[assignment]
+    visit_Set = visit_List  # type: ignore[assignment]
+
+    def visit_Dict(self, node: ast.Dict) -> None:
+        if not self._literal(node.values):
+            self.generic_visit(node)
 
     # imports ------------------------------------------------------------------------------
     def visit_Import(self, node: ast.Import) -> None:
@@ -269,7 +328,7 @@ class CellVisitor(ast.NodeVisitor):
         self.visit(node.value)
         if isinstance(node.target, ast.Name):
             prev = self.scope.origins.get(node.target.id, "")
-            self.scope.origins[node.target.id] = _short(prev + " " + _src(node.value))
+            self.scope.origins[node.target.id] = _short(prev + " " + self.src(node.value))
 
     def visit_For(self, node: ast.For) -> None:
         self.visit(node.iter)
@@ -279,7 +338,7 @@ class CellVisitor(ast.NodeVisitor):
             if isinstance(name, ast.Name):
                 if it_type == AXES:
                     self.scope.types[name.id] = AXES
-                self.scope.origins[name.id] = _src(node.iter)
+                self.scope.origins[name.id] = self.src(node.iter)
         for stmt in node.body + node.orelse:
             self.visit(stmt)
 
@@ -323,7 +382,7 @@ class CellVisitor(ast.NodeVisitor):
         return None
 
     def _bind(self, target: ast.AST, value: ast.AST) -> None:
-        text = _src(value)
+        text = self.src(value)
         if isinstance(target, ast.Name):
             self.scope.origins[target.id] = text
             typ = self._type_of(value)
@@ -347,7 +406,7 @@ class CellVisitor(ast.NodeVisitor):
                         if isinstance(ret, tuple):
                             self.scope.types[n.id] = ret[min(i, len(ret) - 1)]
         elif isinstance(target, ast.Subscript):
-            self.assigned_columns.append((_src(target), text))
+            self.assigned_columns.append((self.src(target), text))
 
     # calls --------------------------------------------------------------------------------
     def resolve(self, func: ast.AST) -> tuple[str | None, bool]:
@@ -383,16 +442,20 @@ class CellVisitor(ast.NodeVisitor):
         return canonical(name), True
 
     def visit_Call(self, node: ast.Call) -> None:
+        if len(self.calls) >= MAX_CALLS_PER_CELL:
+            # generated cells (thousands of pl.col(...) calls): the first ones tell what the cell does
+            self.truncated = True
+            return
         name, ok = self.resolve(node.func)
         if name is None:
             name, ok = "<expr>." + (node.func.attr if isinstance(node.func, ast.Attribute) else "?"), False
         # subscript chains on unknown roots: df['x'].value_counts().plot -> <df>[].value_counts().plot
         call = Call(
             name=name,
-            text=_short(_src(node.func)),
+            text=self.src(node.func),
             line=getattr(node, "lineno", 0),
-            args=[_src(a) for a in node.args[:4]],
-            kwargs={kw.arg: _src(kw.value) for kw in node.keywords if kw.arg},
+            args=[self.src(a) for a in node.args[:4]],
+            kwargs={kw.arg: self.src(kw.value) for kw in node.keywords if kw.arg},
             resolved=ok,
             in_def=self._def_depth > 0,
             in_assign=self._assign_depth > 0 or any(k.arg == "inplace" for k in node.keywords),
@@ -419,7 +482,7 @@ class CellVisitor(ast.NodeVisitor):
             if call.last in ("map", "map_diag", "map_offdiag", "map_upper", "map_lower", "map_dataframe") and node.args:
                 mapped, mok = self.resolve(node.args[0])
                 if mapped and mok:
-                    self.calls.append(Call(name=mapped, text=_src(node.args[0]), line=call.line, resolved=True,
+                    self.calls.append(Call(name=mapped, text=self.src(node.args[0]), line=call.line, resolved=True,
                                            via=call.text, segment=self.segment))
                     self._segment_has_plot = True
             if ends_figure(call):
@@ -443,8 +506,8 @@ class CellVisitor(ast.NodeVisitor):
 
     def _arg_origins(self, node: ast.Call) -> list[str]:
         out: list[str] = []
-        for arg in [*node.args[:4], *[k.value for k in node.keywords]]:
-            for n in ast.walk(arg):
+        for arg in [*node.args[:4], *[k.value for k in node.keywords[:8]]]:
+            for n in _bounded_walk(arg, 40):
                 if isinstance(n, ast.Name) and n.id in self.scope.origins:
                     origin = self.scope.origins[n.id]
                     if origin not in out:

@@ -26,10 +26,24 @@ def to_python(source: str) -> str:
 
 
 def parse_cell(source: str) -> tuple[ast.Module | None, str | None, bool]:
+    tree, error, used, _ = parse_cell_with_text(source)
+    return tree, error, used
+
+
+def parse_cell_with_text(source: str) -> tuple[ast.Module | None, str | None, bool, str]:
+    """Like ``parse_cell``, plus the text the tree's line/column positions refer to."""
     # notebook code is full of '\d' in plain strings: its SyntaxWarnings are the author's, not ours
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _parse_cell(source)
+        tree, error, used = _parse_cell(source)
+    if tree is None or not used:
+        return tree, error, used, source
+    # transformed text: same lines as the source except magic lines; an expanded %%magic body is
+    # positioned on the original source (see _expand_magics)
+    return tree, error, used, source if getattr(tree, "_nbatlas_cell_magic", False) else _last_text.get("text", source)
+
+
+_last_text: dict[str, str] = {}
 
 
 def _parse_cell(source: str) -> tuple[ast.Module | None, str | None, bool]:
@@ -46,6 +60,7 @@ def _parse_cell(source: str) -> tuple[ast.Module | None, str | None, bool]:
         text = to_python(source)
     except Exception as exc:  # IPython's transformer itself can choke on broken input
         return None, f"IPython transform failed: {exc}", True
+    _last_text["text"] = text
     try:
         return _expand_magics(ast.parse(text)), None, True
     except (SyntaxError, ValueError) as exc:
@@ -91,6 +106,8 @@ def _expand_magics(tree: ast.Module) -> ast.Module:
                         node.end_lineno += offset if magic[0] == "cell" else offset - 1
             body.extend(_expand_magics(inner).body)
             changed = True
+            if magic[0] == "cell":
+                tree._nbatlas_cell_magic = True  # type: ignore[attr-defined]
         else:
             body.append(stmt)
     if changed:

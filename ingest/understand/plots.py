@@ -184,6 +184,12 @@ def _pandas_kind(call: Call) -> str | None:
 
 def shape_of(call: Call) -> tuple[str, ...]:
     """The generic shapes a call draws (before argument-based refinement)."""
+    if call.shapes is None:
+        call.shapes = _shape_of(call)
+    return call.shapes
+
+
+def _shape_of(call: Call) -> tuple[str, ...]:
     n, last = call.name, call.last
     if n.startswith("shap.") and _shap_plot(call):
         return ("shap",)
@@ -349,7 +355,8 @@ def _hit(pattern: re.Pattern, text: str) -> str:
 def kinds_for_calls(calls: Iterable[Call]) -> tuple[list[str], list[KindEvidence]]:
     """Plot kinds of one figure segment, in vocabulary order, with evidence."""
     calls = list(calls)
-    context = " ".join(c.text + " " + c.arg_text() for c in calls)
+    # capped: a generated cell's context would make every regex scan megabytes
+    context = " ".join(c.text + " " + c.arg_text() for c in calls[:300])[:20000]
     found: dict[str, KindEvidence] = {}
     for call in calls:
         for shape in shape_of(call):

@@ -126,7 +126,7 @@ def stage_of_code(
                             ("feature", "feature_engineering"), ("plot", "exploration")):
             if word in names:
                 return StageResult(stage, [f"defines {defines[0]}"])
-    text = source
+    text = source[:20000]  # regexes over the beginning of giant generated cells are enough
     only_setup = imports or all(SETUP.search(c.name) or c.name in ("print",) for c in top)
     if imports and all(SETUP.search(c.name) or c.name in ("print", "len") or c.last in ("__version__",) for c in top):
         return StageResult("setup", ["imports/configuration only"])
@@ -139,7 +139,7 @@ def stage_of_code(
         return StageResult("explanation", [f"plot kind {sorted(kinds)[0]}"])
     if c := _has(live, EXPLANATION):
         return StageResult("explanation", [f"call {c.name}"])
-    live_text = " ".join(c.text + " " + c.arg_text() for c in live)
+    live_text = " ".join(c.text + " " + c.arg_text() for c in live[:300])
     if re.search(r"feature_importances_|\.coef_|shap_values|explainer", live_text):
         return StageResult("explanation", ["reads feature_importances_/coef_/SHAP values"])
     if c := _has(live, TUNING) or (TUNING.search(text) and _method(live, {"fit"})):
@@ -166,7 +166,7 @@ def stage_of_code(
     if c := _has(live, LOADERS) or _method(live, LOADER_METHODS):
         return StageResult("data_loading", [f"call {c.name}"])
 
-    if MODEL_TEXT.search(source) or any(MODEL_ARGS.search(c.arg_text()) for c in top):
+    if MODEL_TEXT.search(text) or any(MODEL_ARGS.search(c.arg_text()) for c in top[:300]):
         return StageResult("modelling", ["builds a model"])
     fe = _feature_votes(live, assigned_columns)
     pre = _preprocess_votes(live, assigned_columns)
