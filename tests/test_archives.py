@@ -136,6 +136,16 @@ def test_meta_kaggle_code_joins_metadata_including_files_without_it(meta_kaggle_
     run = session.get(MiningRun, report.run_id)
     assert run.kind == "meta-kaggle-code" and run.status == "finished" and run.pulled == 5
 
+    # what the API will filter and facet on
+    from db.queries.kaggle import KaggleFilter, kaggle_facet_counts, kaggle_kernels_by_notebook, notebook_ids_by_kaggle
+
+    ids = notebook_ids_by_kaggle(session=session, filter=KaggleFilter(competition=("titanic",), min_votes=10, max_votes=300))
+    assert sorted(ids) == sorted([eda.notebook_id, second.notebook_id])
+    assert notebook_ids_by_kaggle(session=session, filter=KaggleFilter(author=("carol_x",))) == [rows[member[3000123]].notebook_id]
+    assert dict(kaggle_facet_counts(session=session, field="competition")) == {"titanic": 3, "house-prices": 2}
+    assert dict(kaggle_facet_counts(session=session, field="votes")) == {"1-9": 1, "10-99": 1, "100-999": 2, None: 1}
+    assert [k.ref for k in kaggle_kernels_by_notebook(session=session, ids=[second.notebook_id])[second.notebook_id]] == ["alice/second-look"]
+
     # a second import adds nothing
     again = import_archive("meta-kaggle-code", root, meta_dir=meta, selection=ArchiveSelection(), session=session, settings=settings)
     assert (again.imported, again.already) == (0, 5)
