@@ -92,7 +92,8 @@ def _pool(settings: Settings, analyzer):
         return
     import multiprocessing
 
-    # fork: the workers inherit the imported modules, so they start in milliseconds
+    parse.warm_validators()
+    # fork: the workers inherit the imported modules and built validators, so they start in milliseconds
     context = multiprocessing.get_context("fork") if os.name == "posix" else None
     pool = ProcessPoolExecutor(max_workers=settings.workers, mp_context=context, initializer=parse.init_worker, initargs=(limits, analyzer))
     try:
@@ -291,7 +292,7 @@ def ingest_paths(
     session: Session,
     settings: Settings,
     progress: bool = False,
-    cell_analyzer: Callable[[dict], Any] | None = None,
+    cell_analyzer: Callable[[dict], Any] | str | None = "default",
 ) -> IngestReport:
     """Ingest the notebooks in ``paths`` (files, folders searched recursively for ``*.ipynb``, archives).
 
@@ -299,7 +300,9 @@ def ingest_paths(
     (an nbformat 4 dict, as ``nbformat.reads`` gives it) returning a picklable result. If it has a
     ``load(*, connection, items)`` method, that runs in the main process inside each batch's
     transaction with ``items = [(notebook_id, cell_ids_by_position, result), ...]`` and the raw
-    psycopg connection, so its rows land atomically with the notebook's.
+    psycopg connection, so its rows land atomically with the notebook's. The default, ``"default"``,
+    is the code analyser (ingest/understand: libraries, calls, plot kinds, stages, context);
+    ``None`` ingests without it (``nbatlas analyze`` adds it later).
 
     Raises FileNotFoundError (before touching the database) if a path does not exist.
     """
@@ -315,6 +318,10 @@ def ingest_paths(
     session.add(run)
     session.commit()
     report = IngestReport(run_id=run.id)
+    if isinstance(cell_analyzer, str):
+        from ingest.understand.store import CodeAnalyzer
+
+        cell_analyzer = CodeAnalyzer()
     loader = BatchLoader(session, run.id, cell_analyzer)
     status = "failed"
     try:
