@@ -253,3 +253,14 @@ def test_docker_compose_is_a_valid_deployment() -> None:
         )
         assert check.returncode == 0, check.stderr
         break
+
+
+def test_demo_example_query_is_valid_on_both_apis() -> None:
+    from graphql import build_schema, parse, validate
+
+    from api.schema import sdl
+    from ingest.commands.demo import EXAMPLE_QUERY
+
+    for public in (False, True):
+        errors = validate(build_schema(sdl(public=public)), parse(EXAMPLE_QUERY))
+        assert errors == [], (public, errors)

@@ -9,7 +9,13 @@ from ingest.commands._common import console, fail, open_engine
 app = typer.Typer()
 
 EXAMPLE_QUERY = """{
-  __schema { queryType { fields { name description } } }
+  stats { notebooks cells outputs imageOutputs images problems }
+  notebooks(first: 6) {
+    nodes {
+      sha256 originalNbformat nCells nImageOutputs
+      images { mime width height url }
+    }
+  }
 }"""
 
 
