@@ -1,0 +1,475 @@
+"""Did the notebook reproduce? Compare outputs cell by cell, score the notebook, classify failures.
+
+Texts are compared after normalisation: ANSI colour codes, memory addresses, timestamps,
+timings and progress bars are masked, and numbers written with a fraction or exponent are
+equal within a relative tolerance (float noise from another BLAS, library or CPU). What a
+notebook writes to stderr (warnings, mostly version-specific deprecations) is kept but not
+compared. The text/plain of an output that carries an image (``<Figure size 640x480 ...>``)
+stands for the image and is not compared as text: the image is.
+
+Images are compared by perceptual hash (64-bit DCT pHash, as ``imagehash.phash``; the same
+bits the similarity feature stores in ``image_phash``) and by mean pixel difference.
+
+Per notebook, the measures of Pimentel et al. (2019, "A large-scale study about quality and
+reproducibility of Jupyter notebooks"): *ran without error*; *same results* (every cell the
+original executed produced equivalent outputs); plus *same results ignoring images* and
+*same plots*. A measure is None when there is nothing to compare (the original has no outputs,
+or no plots).
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import binascii
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+PHASH_SAME_MAX = 8  # bits of 64: a re-rendered plot (other fonts, versions) differs by a few
+FLOAT_REL_TOL = 1e-4
+FLOAT_ABS_TOL = 1e-9
+RASTER_MIMES = ("image/png", "image/jpeg", "image/gif")
+SVG_MIME = "image/svg+xml"
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,16}\b")
+_DATETIME = re.compile(r"\b\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?")
+_TIME = re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b")
+_TIMING = re.compile(
+    r"^.*(?:CPU times:|Wall time:|per loop \(mean|loops?, best of|elapsed|took \d|[0-9.]+ ?(?:it|s)/(?:s|it)\]?).*$",
+    re.MULTILINE | re.IGNORECASE,
+)
+_PROGRESS = re.compile(r"^.*\d+%\|.*$", re.MULTILINE)  # tqdm bars
+_TEMP_PATH = re.compile(r"/tmp/[\w.-]+")
+_NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+_WS_LINE = re.compile(r"[ \t]+$", re.MULTILINE)
+
+
+def normalise_text(text: str) -> str:
+    text = text.replace("\r\n", "\n")
+    text = _ANSI.sub("", text)
+    text = _TIMING.sub("<timing>", text)
+    text = _PROGRESS.sub("<progress>", text)
+    text = _DATETIME.sub("<datetime>", text)
+    text = _TIME.sub("<time>", text)
+    text = _ADDRESS.sub("0x<address>", text)
+    text = _TEMP_PATH.sub("/tmp/<path>", text)
+    text = _WS_LINE.sub("", text)
+    return text.strip()
+
+
+def _tokens(text: str) -> tuple[list[str], list[str]]:
+    return _NUMBER.split(text), _NUMBER.findall(text)
+
+
+def _numbers_close(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if not any(c in a + b for c in ".eE"):
+        return False  # integers are exact: counts, shapes, indices
+    try:
+        x, y = float(a), float(b)
+    except ValueError:
+        return False
+    if math.isnan(x) and math.isnan(y):
+        return True
+    return math.isclose(x, y, rel_tol=FLOAT_REL_TOL, abs_tol=FLOAT_ABS_TOL)
+
+
+def texts_equivalent(a: str, b: str) -> bool:
+    """Equal after normalisation, numbers with a fraction compared within the float tolerance."""
+    a, b = normalise_text(a), normalise_text(b)
+    if a == b:
+        return True
+    (words_a, nums_a), (words_b, nums_b) = _tokens(a), _tokens(b)
+    if words_a != words_b or len(nums_a) != len(nums_b):
+        return False
+    return all(_numbers_close(x, y) for x, y in zip(nums_a, nums_b))
+
+
+# ---------------------------------------------------------------- outputs of one cell
+
+
+def _joined(value: Any) -> str:
+    if isinstance(value, list):
+        return "".join(str(v) for v in value)
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def _has_image(data: dict[str, Any]) -> bool:
+    return any(mime in data for mime in (*RASTER_MIMES, SVG_MIME))
+
+
+def text_items(outputs: list[dict[str, Any]]) -> list[str]:
+    """What a reader sees as text in a cell's outputs, in order; stdout chunks joined (chunking varies)."""
+    items: list[str] = []
+    stdout: list[str] = []
+    for out in outputs:
+        kind = out.get("output_type")
+        if kind == "stream":
+            if out.get("name") == "stdout":
+                stdout.append(_joined(out.get("text")))
+            continue
+        if stdout:
+            items.append("stdout:" + "".join(stdout))
+            stdout = []
+        if kind == "error":
+            items.append(f"error:{out.get('ename')}: {out.get('evalue')}")
+        elif kind in ("execute_result", "display_data"):
+            data = out.get("data") or {}
+            if _has_image(data):
+                continue
+            for mime in ("text/plain", "text/markdown", "text/latex", "application/json", "text/html"):
+                if mime in data:
+                    value = data[mime]
+                    text = value if isinstance(value, str) else _joined(value) if isinstance(value, list) else repr(value)
+                    if mime == "text/html":
+                        text = re.sub(r"\s+", " ", text)
+                    items.append(f"{mime}:{text}")
+                    break
+    if stdout:
+        items.append("stdout:" + "".join(stdout))
+    return items
+
+
+def stderr_text(outputs: list[dict[str, Any]]) -> str:
+    return "".join(_joined(o.get("text")) for o in outputs if o.get("output_type") == "stream" and o.get("name") == "stderr")
+
+
+@dataclass
+class Picture:
+    mime: str
+    raw: bytes  # decoded raster bytes or SVG text as UTF-8
+    phash: str | None = None  # 64 '0'/'1' characters
+    rgb: Any = None  # PIL image, decoded lazily
+
+
+def images_of(outputs: list[dict[str, Any]]) -> list[Picture]:
+    pictures: list[Picture] = []
+    for out in outputs:
+        data = out.get("data") or {}
+        for mime in RASTER_MIMES:
+            value = data.get(mime)
+            if isinstance(value, (str, list)):
+                try:
+                    pictures.append(Picture(mime, base64.b64decode(_joined(value))))
+                except (binascii.Error, ValueError):
+                    continue
+                break
+        else:
+            if SVG_MIME in data:
+                pictures.append(Picture(SVG_MIME, _joined(data[SVG_MIME]).encode("utf-8")))
+    return pictures
+
+
+def _rgb(picture: Picture, max_pixels: int = 50_000_000):
+    if picture.rgb is not None or picture.mime == SVG_MIME:
+        return picture.rgb
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(picture.raw)) as img:
+            if img.width * img.height > max_pixels:
+                return None
+            img.load()
+            if img.mode in ("RGBA", "LA", "P"):
+                img = img.convert("RGBA")
+                white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+                white.alpha_composite(img)
+                img = white
+            picture.rgb = img.convert("RGB")
+    except Exception:  # noqa: BLE001 - an undecodable image simply cannot be compared
+        picture.rgb = None
+    return picture.rgb
+
+
+def phash_bits(picture: Picture) -> str | None:
+    if picture.phash is None:
+        img = _rgb(picture)
+        if img is None or img.width < 2 or img.height < 2:
+            return None
+        import imagehash
+
+        picture.phash = "".join("1" if b else "0" for b in imagehash.phash(img, hash_size=8).hash.ravel())
+    return picture.phash
+
+
+def hamming(a: str, b: str) -> int:
+    return sum(x != y for x, y in zip(a, b))
+
+
+def pixel_difference(a: Picture, b: Picture) -> float | None:
+    """Mean absolute difference of the RGB pixels in [0, 1]; the second is resized when sizes differ."""
+    import numpy as np
+
+    img_a, img_b = _rgb(a), _rgb(b)
+    if img_a is None or img_b is None:
+        return None
+    if img_b.size != img_a.size:
+        img_b = img_b.resize(img_a.size)
+    diff = np.abs(np.asarray(img_a, dtype=np.int16) - np.asarray(img_b, dtype=np.int16))
+    return round(float(diff.mean()) / 255.0, 6)
+
+
+@dataclass
+class ImageMatch:
+    identical: bool
+    phash_distance: int | None
+    pixel_diff: float | None
+    same: bool
+
+
+def compare_images(original: Picture, reproduced: Picture) -> ImageMatch:
+    if original.raw == reproduced.raw:
+        return ImageMatch(True, 0, 0.0, True)
+    if original.mime == SVG_MIME or reproduced.mime == SVG_MIME:
+        same = original.mime == reproduced.mime and normalise_svg(original.raw) == normalise_svg(reproduced.raw)
+        return ImageMatch(False, None, None, same)
+    a, b = phash_bits(original), phash_bits(reproduced)
+    distance = hamming(a, b) if a and b else None
+    pixels = pixel_difference(original, reproduced)
+    return ImageMatch(False, distance, pixels, distance is not None and distance <= PHASH_SAME_MAX)
+
+
+def normalise_svg(raw: bytes) -> str:
+    text = raw.decode("utf-8", "replace")
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
+    text = re.sub(r'(id|clip-path|xlink:href|href)="[^"]*"', r'\1=""', text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+# ---------------------------------------------------------------- cells and notebooks
+
+
+@dataclass
+class CellScore:
+    position: int
+    comparison: str | None  # same | different | not_compared | missing | None (not a code cell)
+    text_same: bool | None = None
+    images_same: bool | None = None
+    n_images_original: int = 0
+    n_images_reproduced: int = 0
+    max_phash_distance: int | None = None
+    max_pixel_diff: float | None = None
+    difference: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NotebookScore:
+    ran_without_error: bool
+    same_results: bool | None
+    same_results_ignoring_images: bool | None
+    same_plots: bool | None
+    n_cells_compared: int
+    n_cells_same: int
+    n_images_compared: int
+    n_images_same: int
+    cells: list[CellScore]
+
+
+def _first_difference(a: list[str], b: list[str]) -> str:
+    for i, (x, y) in enumerate(zip(a, b)):
+        if not texts_equivalent(x, y):
+            return f"output {i}: expected {normalise_text(x)[:160]!r}, got {normalise_text(y)[:160]!r}"
+    return f"{len(a)} text outputs in the original, {len(b)} reproduced"
+
+
+def compare_cell(position: int, original: dict[str, Any], reproduced: dict[str, Any] | None, status: str | None) -> CellScore:
+    """Compare one code cell; ``status`` is the reproduced cell's (ok, error, not_run...)."""
+    if original.get("cell_type") != "code":
+        return CellScore(position, None)
+    original_outputs = original.get("outputs") or []
+    if original.get("execution_count") is None and not original_outputs:
+        return CellScore(position, "not_compared")  # the author never ran it: nothing to reproduce
+    if not _joined(original.get("source")).strip() or status == "skipped":
+        return CellScore(position, "not_compared")  # no code (exercise notebooks strip it): nothing to run
+    pictures_a = images_of(original_outputs)
+    if reproduced is None or status in (None, "not_run", "skipped"):
+        return CellScore(position, "missing", n_images_original=len(pictures_a), difference="the run stopped before this cell")
+    reproduced_outputs = reproduced.get("outputs") or []
+    pictures_b = images_of(reproduced_outputs)
+    texts_a, texts_b = text_items(original_outputs), text_items(reproduced_outputs)
+    text_same = len(texts_a) == len(texts_b) and all(texts_equivalent(x, y) for x, y in zip(texts_a, texts_b))
+    score = CellScore(position, None, text_same=text_same,
+                      n_images_original=len(pictures_a), n_images_reproduced=len(pictures_b))
+    if not text_same:
+        score.difference = _first_difference(texts_a, texts_b)
+    matches = [compare_images(a, b) for a, b in zip(pictures_a, pictures_b)]
+    if pictures_a or pictures_b:
+        score.images_same = len(pictures_a) == len(pictures_b) and all(m.same for m in matches)
+        distances = [m.phash_distance for m in matches if m.phash_distance is not None]
+        pixels = [m.pixel_diff for m in matches if m.pixel_diff is not None]
+        score.max_phash_distance = max(distances) if distances else None
+        score.max_pixel_diff = max(pixels) if pixels else None
+        score.details["images"] = [
+            {"identical": m.identical, "phash_distance": m.phash_distance, "pixel_diff": m.pixel_diff, "same": m.same}
+            for m in matches
+        ]
+        if not score.images_same and score.difference is None:
+            score.difference = (f"{len(pictures_a)} images in the original, {len(pictures_b)} reproduced"
+                                if len(pictures_a) != len(pictures_b) else
+                                f"plot differs (pHash distance {score.max_phash_distance}, pixel difference {score.max_pixel_diff})")
+    stderr_a, stderr_b = stderr_text(original_outputs), stderr_text(reproduced_outputs)
+    if stderr_a or stderr_b:
+        score.details["stderr_same"] = texts_equivalent(stderr_a, stderr_b)
+    score.comparison = "same" if text_same and score.images_same in (None, True) else "different"
+    return score
+
+
+def score_notebook(original: dict[str, Any], executed: dict[str, Any] | None, cell_status: dict[int, str], run_status: str) -> NotebookScore:
+    """Compare the original notebook with the executed one (both nbformat 4 dicts, same cells)."""
+    original_cells = original.get("cells") or []
+    executed_cells = (executed or {}).get("cells") or []
+    cells: list[CellScore] = []
+    for position, cell in enumerate(original_cells):
+        reproduced = executed_cells[position] if position < len(executed_cells) else None
+        cells.append(compare_cell(position, cell, reproduced, cell_status.get(position)))
+    compared = [c for c in cells if c.comparison in ("same", "different", "missing")]
+    with_images = [c for c in compared if c.n_images_original]
+    ok = run_status == "ok"
+
+    def all_true(values: list[bool]) -> bool:
+        return ok and all(values)
+
+    same_results = all_true([c.comparison == "same" for c in compared]) if compared else None
+    ignoring = all_true([c.comparison != "missing" and bool(c.text_same) for c in compared]) if compared else None
+    same_plots = all_true([c.comparison != "missing" and bool(c.images_same) for c in with_images]) if with_images else None
+    n_images_compared = sum(c.n_images_original for c in compared)
+    n_images_same = sum(
+        sum(1 for m in c.details.get("images", []) if m["same"]) for c in compared
+    )
+    return NotebookScore(
+        ran_without_error=ok,
+        same_results=same_results,
+        same_results_ignoring_images=ignoring,
+        same_plots=same_plots,
+        n_cells_compared=len(compared),
+        n_cells_same=sum(1 for c in compared if c.comparison == "same"),
+        n_images_compared=n_images_compared,
+        n_images_same=n_images_same,
+        cells=cells,
+    )
+
+
+# ---------------------------------------------------------------- why did it fail?
+
+FAILURE_CLASSES = (
+    "missing_module", "missing_data_file", "out_of_order", "name_error", "python2", "syntax_error",
+    "library_api_change", "network", "timeout", "memory", "killed", "unsupported_language", "infrastructure",
+    "exception",
+)
+_PY2_NAMES = {"raw_input", "unicode", "xrange", "basestring", "long", "unichr", "execfile", "file", "reduce", "cmp"}
+_PY2_SYNTAX = re.compile(r"^\s*(?:print\s+[^\s(=]|print\s*$|exec\s+[\"']|except\s+[\w.]+\s*,\s*\w+\s*:)|`[^`\n]+`", re.MULTILINE)
+_MODULE = re.compile(r"No module named '?([\w.]+)'?")
+_CANNOT_IMPORT = re.compile(r"cannot import name '?(\w+)'?(?: from '?([\w.]+)'?)?")
+_NAME = re.compile(r"name '(\w+)' is not defined")
+_PATH = re.compile(r"""(?:No such file or directory|does not exist|not found)[^'"]*['"]([^'"]+)['"]|['"]([^'"]+)['"][^'"]*(?:does not exist|not found)""")
+_NETWORK = re.compile(
+    r"Temporary failure in name resolution|Name or service not known|Network is unreachable|"
+    r"Failed to establish a new connection|nodename nor servname|getaddrinfo failed|Connection refused|"
+    r"No address associated with hostname|urlopen error",
+    re.IGNORECASE,
+)
+_NETWORK_ENAMES = {"ConnectionError", "URLError", "gaierror", "HTTPError", "MaxRetryError", "NewConnectionError",
+                   "ConnectTimeout", "ConnectionRefusedError", "ProxyError", "SSLError", "timeout"}
+
+
+_BINDING = re.compile(
+    r"^\s*(?:def|class)\s+(\w+)|^\s*(\w+)\s*=(?!=)|^\s*import\s+(\w+)|^\s*from\s+\S+\s+import\s+(\w+)|^\s*for\s+(\w+)\s+in\b",
+    re.MULTILINE,
+)
+
+
+def _strip_magics(source: str) -> str:
+    return "\n".join("" if line.lstrip().startswith(("%", "!", "?")) else line for line in source.splitlines())
+
+
+def defined_names(source: str) -> set[str]:
+    """Names a cell binds (assignments, defs, classes, imports, loop targets)."""
+    try:
+        tree = ast.parse(_strip_magics(source))
+    except SyntaxError:  # Python 2 cells, for one: fall back to the obvious binding forms
+        found: set[str] = set()
+        for m in _BINDING.finditer(source):
+            found.update(g for g in m.groups() if g)
+        return found
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                names.add((alias.asname or alias.name).split(".")[0])
+    return names
+
+
+def classify_failure(
+    status: str,
+    ename: str | None,
+    evalue: str | None,
+    *,
+    sources: list[str] | None = None,
+    failing_cell: int | None = None,
+    detail: str | None = None,
+) -> tuple[str | None, str | None]:
+    """(failure class, detail) for a run, or (None, None) when it ran without error.
+
+    ``sources`` are the notebook's code-cell sources by cell position ('' for other cells), used to
+    tell a NameError caused by running cells in another order than the author (the name is bound
+    by a *later* cell) from a plain one.
+    """
+    if status == "ok":
+        return None, None
+    if status == "timeout":
+        return "timeout", None
+    if status == "oom" or ename == "MemoryError":
+        return "memory", None
+    if status == "killed":
+        return "killed", evalue or detail
+    if status == "infrastructure_error":
+        if ename == "UnsupportedLanguage":
+            return "unsupported_language", evalue
+        return "infrastructure", (detail or evalue or "")[:500] or None
+    ename = ename or ""
+    evalue = evalue or ""
+    sources = sources or []
+    if ename in ("ModuleNotFoundError", "ImportError"):
+        if m := _MODULE.search(evalue):
+            return "missing_module", m.group(1).split(".")[0]
+        if m := _CANNOT_IMPORT.search(evalue):
+            return "library_api_change", ".".join(p for p in (m.group(2), m.group(1)) if p)
+        return "missing_module", evalue[:200] or None
+    if ename in ("FileNotFoundError", "IOError", "OSError") and ("No such file" in evalue or "does not exist" in evalue or ename == "FileNotFoundError"):
+        m = _PATH.search(evalue)
+        return "missing_data_file", (m.group(1) or m.group(2)) if m else evalue[:200] or None
+    if ename in _NETWORK_ENAMES or _NETWORK.search(evalue):
+        return "network", evalue[:200] or None
+    if ename == "NameError":
+        m = _NAME.search(evalue)
+        name = m.group(1) if m else None
+        if name and failing_cell is not None:
+            later = set().union(*(defined_names(s) for s in sources[failing_cell + 1:] if s)) if sources else set()
+            if name in later:
+                return "out_of_order", name
+        if name in _PY2_NAMES:
+            return "python2", name
+        return "name_error", name
+    if ename in ("SyntaxError", "IndentationError", "TabError"):
+        cell = sources[failing_cell] if failing_cell is not None and failing_cell < len(sources) else ""
+        if "Missing parentheses in call to 'print'" in evalue or _PY2_SYNTAX.search(_strip_magics(cell)):
+            return "python2", None
+        return "syntax_error", evalue[:200] or None
+    if ename == "AttributeError" and re.search(r"module '[\w.]+' has no attribute|has no attribute '\w+'", evalue):
+        if "module" in evalue:
+            return "library_api_change", evalue[:200]
+    if ename == "TypeError" and "unexpected keyword argument" in evalue:
+        return "library_api_change", evalue[:200]
+    if ename == "DeadKernelError":
+        return "killed", evalue
+    return "exception", ename or None
