@@ -9,7 +9,7 @@ holding a pasted data file would otherwise make its notebook fail to load.
 
 from __future__ import annotations
 
-from sqlalchemy import Index, func, text
+from sqlalchemy import Index, func, literal_column, text
 
 from db.models.image import Image
 from db.models.notebook import Cell, Notebook
@@ -22,7 +22,8 @@ def cell_tsvector(cell_type: str, source=None):
     """``to_tsvector(config, left(source, N))`` exactly as the index for ``cell_type`` declares it."""
     source = Cell.__table__.c.source if source is None else source
     config = text(f"'{FTS_CONFIG[cell_type]}'::regconfig")
-    return func.to_tsvector(config, func.left(source, FTS_MAX_CHARS))
+    # the length as a literal: a bound parameter would not match the index expression
+    return func.to_tsvector(config, func.left(source, literal_column(str(FTS_MAX_CHARS))))
 
 
 _cell = Cell.__table__

@@ -1,0 +1,109 @@
+"""Facets: how the notebooks matching a filter spread over one field, as (value, count) pairs.
+
+Each facet counts what its field belongs to: notebooks for notebook fields (language, source kind),
+cells for cell type, outputs for output and mime type, distinct images for image mime type. A facet
+is one grouped statement; later issues add theirs (library, plot kind, stage, competition) by adding
+an entry to ``FACETS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Select, cast, desc, distinct, func, literal_column, select
+from sqlalchemy.types import Text
+from sqlmodel import Session
+
+from db.queries.filters import NotebookFilter, cell_t, image_t, notebook_t, output_image_t, output_t, source_t
+
+
+@dataclass(frozen=True)
+class Facet:
+    unit: str  # what is counted
+    build: Callable[[NotebookFilter | None], Select]  # -> SELECT value, count ... GROUP BY value
+    description: str
+
+
+def _in_notebooks(column, filter: NotebookFilter | None):
+    if filter is None or filter.is_empty():
+        return []
+    return [column.in_(filter.notebook_ids())]
+
+
+def _notebook_column(column) -> Callable[[NotebookFilter | None], Select]:
+    def build(filter: NotebookFilter | None) -> Select:
+        value = cast(column, Text).label("value")
+        return select(value, func.count().label("count")).where(*(filter.where() if filter else [])).group_by(value)
+
+    return build
+
+
+def _source_kind(filter: NotebookFilter | None) -> Select:
+    value = source_t.c.kind.label("value")
+    return (
+        select(value, func.count(distinct(source_t.c.notebook_id)).label("count"))
+        .where(*_in_notebooks(source_t.c.notebook_id, filter))
+        .group_by(value)
+    )
+
+
+def _nbformat(filter: NotebookFilter | None) -> Select:
+    value = cast(notebook_t.c.original_nbformat, Text).label("value")
+    return select(value, func.count().label("count")).where(*(filter.where() if filter else [])).group_by(value)
+
+
+def _cell_type(filter: NotebookFilter | None) -> Select:
+    value = cell_t.c.cell_type.label("value")
+    return select(value, func.count().label("count")).where(*_in_notebooks(cell_t.c.notebook_id, filter)).group_by(value)
+
+
+def _output_type(filter: NotebookFilter | None) -> Select:
+    value = output_t.c.output_type.label("value")
+    return select(value, func.count().label("count")).where(*_in_notebooks(output_t.c.notebook_id, filter)).group_by(value)
+
+
+def _mime_type(filter: NotebookFilter | None) -> Select:
+    mime = func.unnest(output_t.c.mime_types).table_valued("value").render_derived(name="m")
+    value = mime.c.value.label("value")
+    return (
+        select(value, func.count().label("count"))
+        .select_from(output_t.join(mime, literal_column("true")))
+        .where(*_in_notebooks(output_t.c.notebook_id, filter))
+        .group_by(value)
+    )
+
+
+def _image_mime(filter: NotebookFilter | None) -> Select:
+    value = image_t.c.mime.label("value")
+    q = select(value, func.count().label("count")).group_by(value)
+    if filter is None or filter.is_empty():
+        return q
+    drawn = (
+        select(output_image_t.c.image_sha256)
+        .join(output_t, output_t.c.id == output_image_t.c.output_id)
+        .where(output_t.c.notebook_id.in_(filter.notebook_ids()))
+    )
+    return q.where(image_t.c.sha256.in_(drawn))
+
+
+FACETS: dict[str, Facet] = {
+    "source_kind": Facet("notebooks", _source_kind, "where notebooks were found: local, archive, kaggle"),
+    "language": Facet("notebooks", _notebook_column(notebook_t.c.language), "the kernel's language"),
+    "kernel_name": Facet("notebooks", _notebook_column(notebook_t.c.kernel_name), "the kernelspec name"),
+    "nbformat": Facet("notebooks", _nbformat, "the nbformat major version on disk"),
+    "cell_type": Facet("cells", _cell_type, "code, markdown, raw"),
+    "output_type": Facet("outputs", _output_type, "execute_result, display_data, stream, error"),
+    "mime_type": Facet("outputs", _mime_type, "every mime type in the outputs' bundles"),
+    "image_mime": Facet("images", _image_mime, "distinct images by format"),
+}
+
+
+def facet_counts(
+    *, session: Session, field: str, filter: NotebookFilter | None = None, first: int = 100
+) -> list[tuple[str | None, int]]:
+    """The ``first`` most frequent values of facet ``field`` (most frequent first; null is a value)."""
+    facet = FACETS[field]
+    sub = facet.build(filter).subquery("f")
+    q = select(sub.c.value, sub.c.count).order_by(desc(sub.c.count), sub.c.value).limit(first)
+    return [(value, int(n)) for value, n in session.execute(q)]

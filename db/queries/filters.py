@@ -1,0 +1,285 @@
+"""Filters over the corpus, shared by the API (GraphQL inputs, export query parameters) and the CLI.
+
+Each filter is a frozen dataclass of optional criteria, combined with AND; a list criterion matches
+any of its values. ``where()`` turns one into SQLAlchemy conditions whose values are always bound
+parameters, never SQL text, so whatever a user types into a filter is only ever compared with data.
+
+Later issues add criteria here (library, plot kind, stage, competition, votes): a new field plus its
+condition in ``where()``; the GraphQL input and the export query parameters follow from the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, literal, select, true
+
+from db.models import Cell, Image, Notebook, Output, OutputImage, Source
+
+notebook_t = Notebook.__table__
+cell_t = Cell.__table__
+output_t = Output.__table__
+output_image_t = OutputImage.__table__
+image_t = Image.__table__
+source_t = Source.__table__
+
+
+def _like_pattern(text: str) -> str:
+    """A substring pattern for ILIKE with the user's own % and _ taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class _Filter:
+    def is_empty(self) -> bool:
+        return all(getattr(self, f.name) is None for f in fields(self))  # type: ignore[arg-type]
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, _Filter):
+                value = value.as_dict() or None
+            if value is not None:
+                out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+@dataclass(frozen=True)
+class NotebookFilter(_Filter):
+    ids: tuple[int, ...] | None = None
+    sha256: tuple[str, ...] | None = None
+    language: tuple[str, ...] | None = None
+    kernel_name: tuple[str, ...] | None = None
+    nbformat: tuple[int, ...] | None = None  # the version on disk (3 for upgraded v3 notebooks)
+    source_kind: tuple[str, ...] | None = None  # local | archive | kaggle
+    location_contains: str | None = None  # substring of any source's path or Kaggle ref
+    has_images: bool | None = None
+    min_cells: int | None = None
+    max_cells: int | None = None
+
+    def where(self, n=notebook_t) -> list[ColumnElement[bool]]:
+        conds: list[ColumnElement[bool]] = []
+        if self.ids is not None:
+            conds.append(n.c.id.in_(self.ids))
+        if self.sha256 is not None:
+            conds.append(n.c.sha256.in_([s.lower() for s in self.sha256]))
+        if self.language is not None:
+            conds.append(n.c.language.in_(self.language))
+        if self.kernel_name is not None:
+            conds.append(n.c.kernel_name.in_(self.kernel_name))
+        if self.nbformat is not None:
+            conds.append(n.c.original_nbformat.in_(self.nbformat))
+        if self.source_kind is not None or self.location_contains is not None:
+            s = source_t.alias("s")
+            sconds = [s.c.notebook_id == n.c.id]
+            if self.source_kind is not None:
+                sconds.append(s.c.kind.in_(self.source_kind))
+            if self.location_contains is not None:
+                sconds.append(s.c.location.ilike(_like_pattern(self.location_contains), escape="\\"))
+            conds.append(exists(select(literal(1)).select_from(s).where(*sconds)))
+        if self.has_images is not None:
+            conds.append(n.c.n_image_outputs > 0 if self.has_images else n.c.n_image_outputs == 0)
+        if self.min_cells is not None:
+            conds.append(n.c.n_cells >= self.min_cells)
+        if self.max_cells is not None:
+            conds.append(n.c.n_cells <= self.max_cells)
+        return conds
+
+    def notebook_ids(self):
+        """A subquery of the matching notebooks' ids, for filters on their cells, outputs and images."""
+        return select(notebook_t.c.id).where(*self.where())
+
+
+def _within_notebooks(column, notebook: NotebookFilter | None) -> list[ColumnElement[bool]]:
+    if notebook is None or notebook.is_empty():
+        return []
+    if notebook.ids is not None and len(notebook.as_dict()) == 1:
+        return [column.in_(notebook.ids)]  # the common case, without a subquery
+    return [column.in_(notebook.notebook_ids())]
+
+
+@dataclass(frozen=True)
+class CellFilter(_Filter):
+    ids: tuple[int, ...] | None = None
+    cell_type: tuple[str, ...] | None = None  # code | markdown | raw
+    source_contains: str | None = None  # case-insensitive substring of the source
+    executed: bool | None = None  # has an execution count
+    has_outputs: bool | None = None
+    has_images: bool | None = None
+    notebook: NotebookFilter | None = None
+
+    def where(self, c=cell_t) -> list[ColumnElement[bool]]:
+        conds: list[ColumnElement[bool]] = []
+        if self.ids is not None:
+            conds.append(c.c.id.in_(self.ids))
+        if self.cell_type is not None:
+            conds.append(c.c.cell_type.in_(self.cell_type))
+        if self.source_contains is not None:
+            conds.append(c.c.source.ilike(_like_pattern(self.source_contains), escape="\\"))
+        if self.executed is not None:
+            conds.append(c.c.execution_count.isnot(None) if self.executed else c.c.execution_count.is_(None))
+        if self.has_outputs is not None:
+            has = exists(select(literal(1)).select_from(output_t).where(output_t.c.cell_id == c.c.id))
+            conds.append(has if self.has_outputs else ~has)
+        if self.has_images is not None:
+            has = exists(
+                select(literal(1))
+                .select_from(output_t.join(output_image_t, output_image_t.c.output_id == output_t.c.id))
+                .where(output_t.c.cell_id == c.c.id)
+            )
+            conds.append(has if self.has_images else ~has)
+        conds += _within_notebooks(c.c.notebook_id, self.notebook)
+        return conds
+
+
+@dataclass(frozen=True)
+class OutputFilter(_Filter):
+    output_type: tuple[str, ...] | None = None  # execute_result | display_data | stream | error
+    mime_type: tuple[str, ...] | None = None  # any of these in the output's bundle
+    has_images: bool | None = None
+    ename: tuple[str, ...] | None = None  # error outputs: the exception class
+    notebook: NotebookFilter | None = None
+
+    def where(self, o=output_t) -> list[ColumnElement[bool]]:
+        conds: list[ColumnElement[bool]] = []
+        if self.output_type is not None:
+            conds.append(o.c.output_type.in_(self.output_type))
+        if self.mime_type is not None:
+            conds.append(o.c.mime_types.overlap(list(self.mime_type)))
+        if self.has_images is not None:
+            has = exists(select(literal(1)).select_from(output_image_t).where(output_image_t.c.output_id == o.c.id))
+            conds.append(has if self.has_images else ~has)
+        if self.ename is not None:
+            conds.append(o.c.ename.in_(self.ename))
+        conds += _within_notebooks(o.c.notebook_id, self.notebook)
+        return conds
+
+
+@dataclass(frozen=True)
+class ImageFilter(_Filter):
+    sha256: tuple[str, ...] | None = None
+    mime: tuple[str, ...] | None = None
+    min_width: int | None = None
+    max_width: int | None = None
+    min_height: int | None = None
+    max_height: int | None = None
+    min_bytes: int | None = None
+    max_bytes: int | None = None
+    notebook: NotebookFilter | None = None  # images drawn by at least one matching notebook
+
+    def where(self, i=image_t) -> list[ColumnElement[bool]]:
+        conds: list[ColumnElement[bool]] = []
+        if self.sha256 is not None:
+            conds.append(i.c.sha256.in_([s.lower() for s in self.sha256]))
+        if self.mime is not None:
+            conds.append(i.c.mime.in_(self.mime))
+        for column, low, high in (
+            (i.c.width, self.min_width, self.max_width),
+            (i.c.height, self.min_height, self.max_height),
+            (i.c.size_bytes, self.min_bytes, self.max_bytes),
+        ):
+            if low is not None:
+                conds.append(column >= low)
+            if high is not None:
+                conds.append(column <= high)
+        if self.notebook is not None and not self.notebook.is_empty():
+            oi, o = output_image_t.alias("oi"), output_t.alias("o")
+            conds.append(
+                exists(
+                    select(literal(1))
+                    .select_from(oi.join(o, o.c.id == oi.c.output_id))
+                    .where(oi.c.image_sha256 == i.c.sha256, *_within_notebooks(o.c.notebook_id, self.notebook))
+                )
+            )
+        return conds
+
+
+def all_of(conds: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+    return and_(*conds) if conds else true()
+
+
+__all__ = [
+    "CellFilter", "FilterParamError", "ImageFilter", "NotebookFilter", "OutputFilter", "all_of", "filter_fields",
+    "filter_from_params",
+]
+
+
+class FilterParamError(ValueError):
+    """A filter given as text (HTTP query parameters, ``--where``) names an unknown field or a bad value."""
+
+
+def _parse_scalar(kind: type, name: str, raw: str):
+    if kind is bool:
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise FilterParamError(f"{name}: expected true or false, got {raw!r}")
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise FilterParamError(f"{name}: expected a whole number, got {raw!r}") from None
+    return raw
+
+
+def filter_fields(filter_class: type, prefix: str = "") -> dict[str, tuple[type, bool]]:
+    """Every criterion of a filter as ``dotted.name -> (value type, is_list)``, nested filters included."""
+    import typing
+
+    out: dict[str, tuple[type, bool]] = {}
+    hints = typing.get_type_hints(filter_class)
+    for f in fields(filter_class):
+        hint = hints[f.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        inner = args[0] if args else hint
+        if isinstance(inner, type) and issubclass(inner, _Filter):
+            out.update(filter_fields(inner, f"{prefix}{f.name}."))
+        elif typing.get_origin(inner) is tuple:
+            out[prefix + f.name] = (typing.get_args(inner)[0], True)
+        else:
+            out[prefix + f.name] = (inner, False)
+    return out
+
+
+def filter_from_params(filter_class: type, params: list[tuple[str, str]]):
+    """Build a filter from ``name=value`` pairs: a list criterion takes repeated or comma-separated
+    values, a nested one a dotted name (``notebook.language=python``). Returns None for no pairs."""
+    known = filter_fields(filter_class)
+    values: dict[str, Any] = {}
+    for name, raw in params:
+        if name not in known:
+            raise FilterParamError(
+                f"unknown filter {name!r} for {filter_class.__name__}; known: {', '.join(sorted(known))}"
+            )
+        kind, is_list = known[name]
+        if is_list:
+            parts = [p for p in (s.strip() for s in raw.split(",")) if p]
+            values.setdefault(name, []).extend(_parse_scalar(kind, name, p) for p in parts)
+        else:
+            values[name] = _parse_scalar(kind, name, raw)
+    if not values:
+        return None
+
+    def build(cls: type, prefix: str):
+        import typing
+
+        kwargs: dict[str, Any] = {}
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            hint = hints[f.name]
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            inner = args[0] if args else hint
+            if isinstance(inner, type) and issubclass(inner, _Filter):
+                nested = build(inner, f"{prefix}{f.name}.")
+                if nested is not None:
+                    kwargs[f.name] = nested
+            elif prefix + f.name in values:
+                v = values[prefix + f.name]
+                kwargs[f.name] = tuple(v) if isinstance(v, list) else v
+        return cls(**kwargs) if kwargs else None
+
+    return build(filter_class, "")
