@@ -70,7 +70,12 @@ CANONICAL_MODULES = {
 }
 
 
+_CANONICAL_ROOTS = frozenset(k.split(".")[0] for k in CANONICAL_MODULES)
+
+
 def canonical(name: str) -> str:
+    if name.split(".", 1)[0] not in _CANONICAL_ROOTS:
+        return name
     for old, new in CANONICAL_MODULES.items():
         if name == old or name.startswith(old + "."):
             return new + name[len(old):]
@@ -180,6 +185,14 @@ def dotted(node: ast.AST) -> list[str] | None:
             return None
 
 
+_DISPATCH: dict[type, Any] = {}
+# nodes that hold nothing the analyser needs (contexts, operators, names, constants)
+_LEAVES = frozenset({ast.Load, ast.Store, ast.Del, ast.Name, ast.Constant, ast.Add, ast.Sub, ast.Mult, ast.Div,
+                     ast.Mod, ast.Pow, ast.FloorDiv, ast.BitAnd, ast.BitOr, ast.BitXor, ast.USub, ast.UAdd, ast.Not,
+                     ast.Invert, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Is, ast.IsNot, ast.In,
+                     ast.NotIn, ast.And, ast.Or, ast.MatMult, ast.LShift, ast.RShift, ast.alias})
+
+
 class CellVisitor(ast.NodeVisitor):
     """Collects imports and calls of one cell, updating the notebook scope as it goes (in source order)."""
 
@@ -198,6 +211,21 @@ class CellVisitor(ast.NodeVisitor):
         self.deletes = 0
         self.truncated = False
         self._assign_depth = 0
+
+    def visit(self, node: ast.AST) -> None:
+        # NodeVisitor.visit builds a method name per node; a per-class cache is much faster on big cells
+        if self.truncated:
+            return
+        method = _DISPATCH.get(node.__class__)
+        if method is None:
+            method = getattr(type(self), "visit_" + node.__class__.__name__, None) or type(self).generic_visit
+            _DISPATCH[node.__class__] = method
+        method(self, node)
+
+    def generic_visit(self, node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if child.__class__ not in _LEAVES:
+                self.visit(child)
 
     def src(self, node: ast.AST) -> str:
         """Source text of a node, sliced from the cell (much cheaper than ast.unparse)."""
@@ -461,9 +489,12 @@ class CellVisitor(ast.NodeVisitor):
             in_assign=self._assign_depth > 0 or any(k.arg == "inplace" for k in node.keywords),
             via=self._def_name if self._def_depth > 0 else None,
         )
-        call.origins = self._arg_origins(node)
         from ingest.understand.plots import starts_figure, ends_figure, is_plot_call
 
+        # what argument variables were assigned from matters only to plot-kind rules
+        if is_plot_call(call) or call.last in ("heatmap", "imshow", "plot"):
+            call.origins = self._arg_origins(node)
+            call.shapes = None
         if self._def_depth == 0 and starts_figure(call) and self._segment_has_plot:
             self.segment += 1
             self._segment_has_plot = False
