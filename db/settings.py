@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = 2000
     max_page_size: int = 100
     readonly_database_url: str | None = None
+    private_max_page_size: int = 1000  # the owner's own server: bigger pages, no other limits
+    max_query_bytes: int = 32 * 1024  # public: GraphQL document size
+    max_request_bytes: int = 256 * 1024  # public: request body size
+    max_query_depth: int = 10  # public
+    max_aliases: int = 30  # public
+    max_tokens: int = 2000  # public: lexical tokens of a GraphQL document
+    rate_limit_per_second: float = 5.0  # public: token bucket refill per client
+    rate_limit_burst: int = 60  # public: token bucket size per client
+    trust_proxy: bool = False  # honour X-Forwarded-For (only behind a proxy that sets it)
+    thumbnail_max_width: int = 1024
 
     @property
     def pgdata(self) -> Path:
