@@ -1,9 +1,10 @@
 """Load parsed notebooks into PostgreSQL in batches with ``COPY``. Runs in the main process.
 
 One batch is one transaction: a notebook lands with all its cells, outputs and images, or not at all.
-Ids come from the tables' own identity sequences (reserved in one round trip), so cells and outputs
-are copied straight into the real tables. Images, sources and problems go through temporary tables
-and ``INSERT ... ON CONFLICT DO NOTHING``: an image or place seen before is simply not added again.
+Ids come from the tables' own identity sequences (reserved in one round trip), so cells, outputs and
+new images are copied straight into the real tables (images in binary format). Sources and problems
+go through temporary tables and ``INSERT ... ON CONFLICT DO NOTHING``: a place or problem seen
+before is simply not added again.
 
 A concurrent ingest that commits the same notebook first makes our ``COPY`` fail with a unique
 violation: the batch is rolled back and retried, and that notebook is then found present. Any other
@@ -38,9 +39,6 @@ OUTPUT_COLUMNS = (
 )
 
 _TEMP_TABLES = """
-CREATE TEMP TABLE IF NOT EXISTS nbatlas_image_load (
-    sha256 char(64), mime text, data bytea, svg text, size_bytes integer, width integer, height integer
-) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS nbatlas_source_load (
     sha256 char(64), kind text, location text, member text
 ) ON COMMIT DELETE ROWS;
@@ -200,6 +198,7 @@ class BatchLoader:
         output_ids = iter(self._ids(cur, "output", sum(len(nb.outputs) for nb in new)))
         run_id = self.run_id
         analysis_items = []
+        known: set[str] = set()
         output_images: list[tuple] = []
         images: dict[str, tuple] = {}
         with cur.copy(f"COPY notebook ({NOTEBOOK_COLUMNS}) FROM STDIN") as copy:
@@ -229,20 +228,23 @@ class BatchLoader:
                 if self.load_analysis is not None and nb.analysis is not None:
                     analysis_items.append((nid, cids, nb.analysis))
         if images:
-            with cur.copy("COPY nbatlas_image_load (sha256, mime, data, svg, size_bytes, width, height) FROM STDIN") as copy:
+            # new images only, copied straight into the table in binary (no hex round trip of the bytes);
+            # an image a concurrent ingest adds meanwhile fails the COPY and the batch is retried
+            cur.execute("SELECT sha256 FROM image WHERE sha256 = ANY(%s)", (list(images),))
+            known = {row[0] for row in cur.fetchall()}
+            for sha in known:
+                images.pop(sha, None)
+        if images:
+            with cur.copy(
+                "COPY image (sha256, mime, data, svg, size_bytes, width, height, created_at) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["text", "text", "bytea", "text", "int4", "int4", "int4", "timestamptz"])
                 for image in images.values():
-                    copy.write_row(image)
-            cur.execute(
-                "INSERT INTO image (sha256, mime, data, svg, size_bytes, width, height, created_at) "
-                "SELECT sha256, mime, data, svg, size_bytes, width, height, %s FROM nbatlas_image_load "
-                "ON CONFLICT (sha256) DO NOTHING",
-                (now,),
-            )
-            cur.execute("DELETE FROM nbatlas_image_load")
+                    copy.write_row((*image, now))
         if output_images:
             with cur.copy("COPY output_image (output_id, mime, image_sha256, b64_layout) FROM STDIN") as copy:
                 for row in output_images:
                     copy.write_row(row)
         if analysis_items:
             self.load_analysis(connection=cur.connection, items=analysis_items)
-        return set(images)
+        return set(images) | known

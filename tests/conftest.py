@@ -104,6 +104,25 @@ def fresh_database(server_url: str) -> Iterator[Callable[..., str]]:
         _drop_database(server_url, name)
 
 
+@pytest.fixture(scope="session")
+def real_corpus_url(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database into which all of ../shared/corpus/real was ingested once (as `nbatlas ingest`
+    does, code analysis included) and committed. Shared by the tests: read it, never write it."""
+    from ingest.local import ingest_paths
+
+    name = f"nbatlas_real_{uuid.uuid4().hex[:8]}"
+    url = _create_database(server_url, name)
+    eng = create_engine(url)
+    schema.upgrade(eng)
+    home = tmp_path_factory.mktemp("real_corpus_home")
+    with Session(eng) as sess:
+        report = ingest_paths([REAL_CORPUS], session=sess, settings=Settings(home=home, database_url=url))
+    assert report.notebooks_added > 0 and report.status == "finished", report
+    eng.dispose()
+    yield url
+    _drop_database(server_url, name)
+
+
 @pytest.fixture
 def settings(tmp_path: Path, engine: Engine) -> Settings:
     """Settings pointing at the session database, with a private home."""

@@ -1,0 +1,225 @@
+"""Benchmark: ingesting the real corpus, against a floor and a naive baseline measured in the same run.
+
+    /work/venv/bin/python tests/benchmarks/ingest.py [--repeat R] [--workers N] [--no-naive]
+
+On one embedded PostgreSQL started in a temporary directory, into a fresh migrated database each time:
+
+* ``floor``: one core doing the least any ingest must do with the same files: read the bytes,
+  SHA-256 them, parse the JSON (``json.loads``, the parser nbformat uses), base64-decode every
+  PNG/JPEG/GIF and SHA-256 it. No database.
+* ``nbatlas``: ``ingest_paths`` end to end (process pool start, parse, COPY, commits).
+* ``naive``: ``nbformat.read`` with its default validator, then one ORM ``INSERT`` per row
+  (notebook, cell, output, image, output_image, source), one commit per notebook.
+
+Each figure is the best of ``--repeat`` runs (the machine is shared; the best run is the least
+disturbed one). Prints one JSON object; the issue's targets are ``ratio_to_floor <= 4`` on two
+cores and ``naive_over_nbatlas >= 10``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import binascii
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+from sqlmodel import Session  # noqa: E402
+
+from db import schema  # noqa: E402
+from db.server import embedded_uri, stop_embedded  # noqa: E402
+from db.settings import Settings  # noqa: E402
+
+CORPUS = REPO.parent / "shared" / "corpus" / "real"
+RASTER = ("image/png", "image/jpeg", "image/gif", "png", "jpeg")
+
+
+def fresh(server: str) -> str:
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    eng = create_engine(url)
+    schema.upgrade(eng)
+    eng.dispose()
+    return url
+
+
+def drop(server: str, url: str) -> None:
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _images(nb: dict):
+    if nb.get("nbformat") == 4:
+        cells = nb.get("cells", [])
+    else:
+        cells = [c for ws in nb.get("worksheets", []) for c in ws.get("cells", [])]
+    for cell in cells:
+        for output in cell.get("outputs", []) or []:
+            bundle = output.get("data", {}) if nb.get("nbformat") == 4 else output
+            for mime in RASTER:
+                value = bundle.get(mime)
+                if value is not None:
+                    yield "".join(value) if isinstance(value, list) else value
+
+
+def floor(files: list[Path], loads=json.loads) -> float:
+    started = time.perf_counter()
+    for path in files:
+        raw = path.read_bytes()
+        hashlib.sha256(raw).digest()
+        nb = loads(raw.decode("utf-8")) if loads is json.loads else loads(raw)
+        for b64 in _images(nb):
+            hashlib.sha256(binascii.a2b_base64(b64)).digest()
+    return time.perf_counter() - started
+
+
+def nbatlas(url: str, workers: int, home: Path) -> tuple[float, dict]:
+    from ingest.local import ingest_paths
+
+    eng = create_engine(url)
+    settings = Settings(home=home, database_url=url, workers=workers)
+    with Session(eng) as session:
+        started = time.perf_counter()
+        report = ingest_paths([CORPUS], session=session, settings=settings)
+        seconds = time.perf_counter() - started
+    eng.dispose()
+    return seconds, {"notebooks_added": report.notebooks_added, "problems": len(report.problems)}
+
+
+def naive(url: str, files: list[Path]) -> float:
+    """nbformat.read (default validator) + one ORM insert per row."""
+    import nbformat
+
+    from db.models import Cell, Image, IngestRun, Notebook, Output, OutputImage, Source
+
+    logging.getLogger("traitlets").setLevel(logging.CRITICAL)
+    eng = create_engine(url)
+    started = time.perf_counter()
+    with Session(eng) as session:
+        run = IngestRun(kind="local", args={})
+        session.add(run)
+        session.commit()
+        for path in files:
+            raw = path.read_bytes()
+            sha = hashlib.sha256(raw).hexdigest()
+            if session.exec(Notebook.__table__.select().where(Notebook.sha256 == sha)).first():
+                continue
+            nb = nbformat.read(str(path), as_version=4)
+            row = Notebook(
+                sha256=sha, size_bytes=len(raw), nbformat=nb.nbformat, nbformat_minor=nb.nbformat_minor,
+                original_nbformat=nb.metadata.get("orig_nbformat", nb.nbformat), metadata_=dict(nb.metadata),
+                n_cells=len(nb.cells), run_id=run.id,
+            )
+            session.add(row)
+            session.flush()
+            for position, cell in enumerate(nb.cells):
+                c = Cell(
+                    notebook_id=row.id, position=position, cell_type=cell.cell_type, cell_key=cell.get("id"),
+                    source=cell.source, execution_count=cell.get("execution_count"), metadata_=dict(cell.metadata),
+                    attachments=cell.get("attachments"),
+                )
+                session.add(c)
+                session.flush()
+                for opos, out in enumerate(cell.get("outputs", [])):
+                    data = dict(out.get("data", {}))
+                    o = Output(
+                        cell_id=c.id, notebook_id=row.id, position=opos, output_type=out.output_type,
+                        mime_types=list(data), data={k: v for k, v in data.items() if not k.startswith("image/")} or None,
+                        metadata_=out.get("metadata"), execution_count=out.get("execution_count"), name=out.get("name"),
+                        text=out.get("text"), ename=out.get("ename"), evalue=out.get("evalue"), traceback=out.get("traceback"),
+                    )
+                    session.add(o)
+                    session.flush()
+                    for mime in ("image/png", "image/jpeg", "image/gif", "image/svg+xml"):
+                        if isinstance(data.get(mime), str):
+                            blob = data[mime].encode() if mime == "image/svg+xml" else binascii.a2b_base64(data[mime])
+                            isha = hashlib.sha256(blob).hexdigest()
+                            if session.get(Image, isha) is None:
+                                session.add(Image(sha256=isha, mime=mime, data=blob, size_bytes=len(blob)))
+                                session.flush()
+                            session.add(OutputImage(output_id=o.id, mime=mime, image_sha256=isha))
+                            session.flush()
+            session.add(Source(notebook_id=row.id, kind="local", location=str(path), run_id=run.id))
+            session.commit()
+    seconds = time.perf_counter() - started
+    eng.dispose()
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--no-naive", action="store_true", help="skip the (slow) naive baseline")
+    args = parser.parse_args()
+
+    import orjson
+
+    files = sorted(CORPUS.glob("*.ipynb"))
+    total_bytes = sum(p.stat().st_size for p in files)
+    with tempfile.TemporaryDirectory(prefix="nbatlas-bench-") as tmp:
+        pgdata = Path(tmp) / "pg"
+        server = embedded_uri(pgdata)
+        try:
+            floor(files)  # warm the page cache: every figure reads from memory
+            floor_s = min(floor(files) for _ in range(args.repeat))
+            floor_orjson_s = min(floor(files, orjson.loads) for _ in range(args.repeat))
+            runs = []
+            for i in range(args.repeat):
+                url = fresh(server)
+                runs.append(nbatlas(url, args.workers, Path(tmp) / f"home{i}"))
+                drop(server, url)
+            nbatlas_s, report = min(runs, key=lambda r: r[0])
+            naive_s = None
+            if not args.no_naive:
+                url = fresh(server)
+                naive_s = naive(url, files)
+                drop(server, url)
+        finally:
+            stop_embedded(pgdata)
+    mb = total_bytes / 1e6
+    result = {
+        "corpus": str(CORPUS),
+        "notebooks": len(files),
+        "megabytes": round(mb, 2),
+        "cpus": os.cpu_count(),
+        "workers": args.workers,
+        "repeat": args.repeat,
+        "floor_seconds": round(floor_s, 3),
+        "floor_orjson_seconds": round(floor_orjson_s, 3),
+        "nbatlas_seconds": round(nbatlas_s, 3),
+        "nbatlas_runs_seconds": [round(r[0], 3) for r in runs],
+        "nbatlas_notebooks_per_s": round(report["notebooks_added"] / nbatlas_s, 1),
+        "nbatlas_mb_per_s": round(mb / nbatlas_s, 2),
+        "floor_notebooks_per_s": round(len(files) / floor_s, 1),
+        "floor_mb_per_s": round(mb / floor_s, 2),
+        "ratio_to_floor": round(nbatlas_s / floor_s, 2),
+        "ratio_to_floor_orjson": round(nbatlas_s / floor_orjson_s, 2),
+        "target_ratio_to_floor": 4,
+        "naive_seconds": None if naive_s is None else round(naive_s, 3),
+        "naive_over_nbatlas": None if naive_s is None else round(naive_s / nbatlas_s, 1),
+        "target_naive_over_nbatlas": 10,
+        "nbatlas_report": report,
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
