@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ingest.commands._common import console, fail, open_engine
+from ingest.commands._common import console, fail
 
 app = typer.Typer()
 
@@ -57,9 +57,11 @@ def demo(
             "(--regenerate to execute them again)"
         )
 
-    engine = open_engine(settings)
-    _ingest(corpus.paths, engine=engine, settings=settings, progress=progress)
-    _print_stats(engine)
+    # the same ingest and counts as `nbatlas ingest DIR` and `nbatlas stats` (code analysis included)
+    from ingest.commands.corpus import ingest_command, stats_command
+
+    ingest_command(paths=corpus.paths, workers=None, batch=None, analyze=True, progress=progress, as_json=False)
+    stats_command(as_json=False)
 
     if serve:
         _serve(settings=settings, host=host, port=port)
@@ -67,39 +69,16 @@ def demo(
         console.print("[dim]--no-serve: not starting the API; `nbatlas serve` serves this corpus[/]")
 
 
-def _ingest(paths, *, engine, settings, progress: bool) -> None:
-    from db.engine import session_scope
-    from ingest.local import ingest_paths
-
-    with session_scope(engine) as session:
-        ingest_paths(list(paths), session=session, settings=settings, progress=progress)
-
-
-def _print_stats(engine) -> None:
-    from rich.table import Table
-
-    from db.engine import session_scope
-    from db.queries.stats import corpus_stats
-
-    with session_scope(engine) as session:
-        stats = corpus_stats(session=session)
-    counts = stats if isinstance(stats, dict) else stats.model_dump() if hasattr(stats, "model_dump") else vars(stats)
-    table = Table(title="corpus", show_header=True, header_style="bold")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    for key, value in counts.items():
-        table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
-    from rich.console import Console
-
-    Console().print(table)  # stdout: the result of the command, pipeable
-
-
 def _serve(*, settings, host: str, port: int) -> None:
-    try:
-        from ingest.commands.serve import run_server
-    except ImportError:
-        console.print("[yellow]the API is not part of this nbatlas yet: nothing to serve[/]")
-        return
+    import socket
+
+    from ingest.commands.serve import run_server
+
+    with socket.socket() as probe:  # say which option to change before printing a URL that is someone else's
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            fail(f"cannot serve on {host}:{port} ({exc.strerror}): pick another with --port, or --no-serve")
     base = f"http://{host}:{port}"
     console.print(
         f"\nGraphiQL: [bold link={base}/graphql]{base}/graphql[/]  (Ctrl-C stops the server)\n"
