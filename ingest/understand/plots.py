@@ -126,6 +126,12 @@ PDP = re.compile(r"partial_dependence|\bpdp\b", re.I)
 COUNTS = re.compile(r"value_counts|\.size\(\)|\.count\(\)|countplot", re.I)
 
 
+_PLOT_NAMES = frozenset({*MPL_SHAPES, *SEABORN_SHAPES, *PLOTLY_SHAPES, *PANDAS_KINDS, *(k.split(".")[-1] for k in NAMED_KINDS),
+                         "plot", "hist", "boxplot", "line", "vbar", "hbar", "circle", "quad", "from_estimator",
+                         "from_predictions", "figure", "jointplot", "FacetGrid", "PairGrid", "JointGrid"})
+_PLOT_PREFIXES = ("shap.", "missingno.", *MAP_ROOTS, "geopandas", "altair.")
+
+
 def is_plot_library(name: str) -> bool:
     return any(name == r or name.startswith(r + ".") for r in PLOT_ROOTS)
 
@@ -191,6 +197,9 @@ def shape_of(call: Call) -> tuple[str, ...]:
 
 def _shape_of(call: Call) -> tuple[str, ...]:
     n, last = call.name, call.last
+    # most calls are not plotting calls: a set lookup rules them out before any rule runs
+    if last not in _PLOT_NAMES and not last.startswith("mark_") and not n.startswith(_PLOT_PREFIXES):
+        return ()
     if n.startswith("shap.") and _shap_plot(call):
         return ("shap",)
     if n.startswith("missingno."):
