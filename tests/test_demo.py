@@ -210,15 +210,37 @@ def test_readme_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
     assert re.search(r'"\$status" -eq 5', ci), "pytest's exit 5 (no tests) must fail CI"
 
 
+def _documented_default(value) -> str | None:
+    """How the README's configuration table writes a default (None: not a literal, e.g. a factory)."""
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (int, str)):
+        return str(value)
+    return None
+
+
 def test_readme_documents_every_setting_and_command() -> None:
+    from pydantic_core import PydanticUndefined
     from typer.main import get_command
 
     from db.settings import Settings
     from ingest.cli import app
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    missing = [f"NBATLAS_{name.upper()}" for name in Settings.model_fields if f"`NBATLAS_{name.upper()}`" not in readme]
-    assert missing == [], f"README's configuration table lacks {missing}"
+    rows = dict(re.findall(r"^\| `(NBATLAS_[A-Z0-9_]+)` \| ([^|]*) \|", readme, re.MULTILINE))
+    wrong = []
+    for name, field in Settings.model_fields.items():
+        variable = f"NBATLAS_{name.upper()}"
+        default = None if field.default is PydanticUndefined else _documented_default(field.default)
+        cell = rows.get(variable)
+        if cell is None or (default is not None and cell.split(" ")[0] != default):
+            wrong.append(f"| `{variable}` | {default or '?'} | {field.description or '?'} |")
+    assert wrong == [], "README's configuration table lacks or misstates:\n" + "\n".join(wrong)
+
     commands = sorted(get_command(app).commands)
     undocumented = [name for name in commands if f"`nbatlas {name}" not in readme]
     assert undocumented == [], f"README's command table lacks {undocumented}"
