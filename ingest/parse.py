@@ -550,16 +550,16 @@ class _RowBuilder:
                 keys[key] = value
             elif key == "id" and type(value) is str:
                 cell_key = value
-            elif key == "metadata" and type(value) is dict:
+            elif key == "metadata" and isinstance(value, dict):
                 metadata = value
             elif key == "source" and type(value) is str:
                 source = value
             elif key == "execution_count" and (value is None or codec.is_int4(value)):
                 execution_count = value
-            elif key == "attachments" and type(value) is dict:
+            elif key == "attachments" and isinstance(value, dict):
                 attachments = value
-            elif key == "outputs" and type(value) is list and all(
-                type(o) is dict and type(o.get("output_type")) is str for o in value
+            elif key == "outputs" and type(value) is list and all(  # v1-v3 upgrades give NotebookNode (a dict)
+                isinstance(o, dict) and type(o.get("output_type")) is str for o in value
             ):
                 outputs = value
             else:
@@ -593,9 +593,9 @@ class _RowBuilder:
                 continue
             if key not in canonical:
                 keys[key] = value
-            elif key == "data" and type(value) is dict:
+            elif key == "data" and isinstance(value, dict):
                 data = value
-            elif key == "metadata" and type(value) is dict:
+            elif key == "metadata" and isinstance(value, dict):
                 metadata = value
             elif key == "execution_count" and (value is None or codec.is_int4(value)):
                 execution_count = value
