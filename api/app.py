@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 import orjson
 from fastapi import FastAPI
+from sqlalchemy.pool import NullPool
 from starlette.middleware.cors import CORSMiddleware
 from strawberry.fastapi import GraphQLRouter
 
@@ -18,6 +19,7 @@ from api.database import Database, make_api_engine
 from api.guards import BearerToken, BodySizeLimit, RateLimit
 from api.routes import build_router
 from api.schema import build_schema
+from db.engine import make_engine
 from db.schema import ensure_schema
 from db.settings import Settings
 
@@ -31,8 +33,13 @@ def create_app(settings: Settings | None = None, *, public: bool | None = None) 
     settings = settings or Settings()
     public = settings.public if public is None else public
     engine = make_api_engine(settings, public=public)
-    # the private server migrates an empty database; the public one only checks it is current
-    ensure_schema(engine, upgrade_empty=not public)
+    # the private server migrates an empty database; the public one only checks it is current (on a
+    # connection of its own: the API's may have a statement timeout too short for migrations)
+    checker = make_engine(settings, url=engine.url.render_as_string(hide_password=False), poolclass=NullPool)
+    try:
+        ensure_schema(checker, upgrade_empty=not public)
+    finally:
+        checker.dispose()
     db = Database(engine, settings=settings, public=public)
     max_page = settings.max_page_size if public else max(settings.max_page_size, settings.private_max_page_size)
 

@@ -13,7 +13,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from api.database import Database, UserError
+from api.database import Database, QueryTimeout, UserError
 from db.queries import export, images
 from db.queries.filters import FilterParamError, filter_from_params
 
@@ -44,7 +44,9 @@ def make_thumbnail(content: bytes, width: int, max_pixels: int) -> bytes:
         im.seek(0)  # first frame of a GIF
         im = im.convert("RGBA") if im.mode not in ("RGB", "RGBA", "L", "LA") else im.copy()
         if im.width > width:
-            im.thumbnail((width, max(1, round(im.height * width / im.width))), PILImage.Resampling.LANCZOS)
+            # resize, not thumbnail(): thumbnail() may round the width below the one asked for
+            height = max(1, round(im.height * width / im.width))
+            im = im.resize((width, height), PILImage.Resampling.LANCZOS, reducing_gap=3.0)
         out = io.BytesIO()
         im.save(out, format="PNG")
         return out.getvalue()
@@ -136,6 +138,8 @@ def build_router(db: Database, *, home: Path, thumbnail_max_width: int, max_imag
 
         try:
             revision = await db.read(ping)
+        except QueryTimeout:  # the database answered (by cancelling): it is up, only slow or strict
+            revision = None
         except Exception:  # noqa: BLE001  the answer is the point, not the traceback
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok", "public": db.public, "schema_revision": revision})

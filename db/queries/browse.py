@@ -157,7 +157,7 @@ _CELLS_OF_NOTEBOOKS = text(
     SELECT {_sql_cols('c', CELL_COLUMNS)}
     FROM unnest(:ids) AS k(id)
     CROSS JOIN LATERAL (
-        SELECT * FROM cell
+        SELECT {_sql_cols('cell', CELL_COLUMNS)} FROM cell
         WHERE cell.notebook_id = k.id AND cell.position > :after
           AND (CAST(:cell_types AS text[]) IS NULL OR cell.cell_type = ANY(:cell_types))
         ORDER BY cell.position

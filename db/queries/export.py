@@ -9,11 +9,11 @@ and nested JSON in NDJSON. Lists (mime types, tracebacks, image hashes) are Parq
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from sqlalchemy import ColumnElement, Select, cast, func, literal_column, select
 from sqlalchemy.types import Text
 from sqlmodel import Session
@@ -38,8 +38,17 @@ FORMATS = ("parquet", "ndjson")
 class Column:
     name: str
     sql: Any  # a column expression
-    arrow: pa.DataType
+    arrow: str  # int32 | int64 | string | strings (a list) | timestamp | binary
     json: bool = False  # JSONB: text in Parquet, nested in NDJSON
+
+
+def _arrow_type(name: str):
+    import pyarrow as pa  # imported on first export only: the API starts faster without it
+
+    return {
+        "int32": pa.int32(), "int64": pa.int64(), "string": pa.string(), "strings": pa.list_(pa.string()),
+        "timestamp": pa.timestamp("us", tz="UTC"), "binary": pa.binary(),
+    }[name]
 
 
 @dataclass(frozen=True)
@@ -60,30 +69,27 @@ def _agg_sources(field):
     )
 
 
-_utc = pa.timestamp("us", tz="UTC")
-_strings = pa.list_(pa.string())
-
 TABLES: dict[str, ExportTable] = {
     "notebooks": ExportTable(
         "notebooks",
         notebook_t,
         notebook_t.c.id,
         (
-            Column("id", notebook_t.c.id, pa.int64()),
-            Column("sha256", notebook_t.c.sha256, pa.string()),
-            Column("size_bytes", notebook_t.c.size_bytes, pa.int64()),
-            Column("nbformat", notebook_t.c.nbformat, pa.int32()),
-            Column("nbformat_minor", notebook_t.c.nbformat_minor, pa.int32()),
-            Column("original_nbformat", notebook_t.c.original_nbformat, pa.int32()),
-            Column("kernel_name", notebook_t.c.kernel_name, pa.string()),
-            Column("language", notebook_t.c.language, pa.string()),
-            Column("n_cells", notebook_t.c.n_cells, pa.int32()),
-            Column("n_outputs", notebook_t.c.n_outputs, pa.int32()),
-            Column("n_image_outputs", notebook_t.c.n_image_outputs, pa.int32()),
-            Column("source_kinds", _agg_sources(source_t.c.kind), _strings),
-            Column("locations", _agg_sources(source_t.c.location), _strings),
-            Column("ingested_at", notebook_t.c.ingested_at, _utc),
-            Column("metadata", notebook_t.c.metadata, pa.string(), json=True),
+            Column("id", notebook_t.c.id, "int64"),
+            Column("sha256", notebook_t.c.sha256, "string"),
+            Column("size_bytes", notebook_t.c.size_bytes, "int64"),
+            Column("nbformat", notebook_t.c.nbformat, "int32"),
+            Column("nbformat_minor", notebook_t.c.nbformat_minor, "int32"),
+            Column("original_nbformat", notebook_t.c.original_nbformat, "int32"),
+            Column("kernel_name", notebook_t.c.kernel_name, "string"),
+            Column("language", notebook_t.c.language, "string"),
+            Column("n_cells", notebook_t.c.n_cells, "int32"),
+            Column("n_outputs", notebook_t.c.n_outputs, "int32"),
+            Column("n_image_outputs", notebook_t.c.n_image_outputs, "int32"),
+            Column("source_kinds", _agg_sources(source_t.c.kind), "strings"),
+            Column("locations", _agg_sources(source_t.c.location), "strings"),
+            Column("ingested_at", notebook_t.c.ingested_at, "timestamp"),
+            Column("metadata", notebook_t.c.metadata, "string", json=True),
         ),
         NotebookFilter,
     ),
@@ -92,14 +98,14 @@ TABLES: dict[str, ExportTable] = {
         cell_t,
         cell_t.c.id,
         (
-            Column("id", cell_t.c.id, pa.int64()),
-            Column("notebook_id", cell_t.c.notebook_id, pa.int64()),
-            Column("position", cell_t.c.position, pa.int32()),
-            Column("cell_type", cell_t.c.cell_type, pa.string()),
-            Column("cell_key", cell_t.c.cell_key, pa.string()),
-            Column("execution_count", cell_t.c.execution_count, pa.int32()),
-            Column("source", cell_t.c.source, pa.string()),
-            Column("metadata", cell_t.c.metadata, pa.string(), json=True),
+            Column("id", cell_t.c.id, "int64"),
+            Column("notebook_id", cell_t.c.notebook_id, "int64"),
+            Column("position", cell_t.c.position, "int32"),
+            Column("cell_type", cell_t.c.cell_type, "string"),
+            Column("cell_key", cell_t.c.cell_key, "string"),
+            Column("execution_count", cell_t.c.execution_count, "int32"),
+            Column("source", cell_t.c.source, "string"),
+            Column("metadata", cell_t.c.metadata, "string", json=True),
         ),
         CellFilter,
     ),
@@ -108,27 +114,27 @@ TABLES: dict[str, ExportTable] = {
         output_t,
         output_t.c.id,
         (
-            Column("id", output_t.c.id, pa.int64()),
-            Column("cell_id", output_t.c.cell_id, pa.int64()),
-            Column("notebook_id", output_t.c.notebook_id, pa.int64()),
-            Column("position", output_t.c.position, pa.int32()),
-            Column("output_type", output_t.c.output_type, pa.string()),
-            Column("mime_types", output_t.c.mime_types, _strings),
+            Column("id", output_t.c.id, "int64"),
+            Column("cell_id", output_t.c.cell_id, "int64"),
+            Column("notebook_id", output_t.c.notebook_id, "int64"),
+            Column("position", output_t.c.position, "int32"),
+            Column("output_type", output_t.c.output_type, "string"),
+            Column("mime_types", output_t.c.mime_types, "strings"),
             Column(
                 "image_sha256s",
                 select(func.array_agg(cast(output_image_t.c.image_sha256, Text)))
                 .where(output_image_t.c.output_id == output_t.c.id)
                 .scalar_subquery(),
-                _strings,
+                "strings",
             ),
-            Column("execution_count", output_t.c.execution_count, pa.int32()),
-            Column("name", output_t.c.name, pa.string()),
-            Column("text", output_t.c.text, pa.string()),
-            Column("ename", output_t.c.ename, pa.string()),
-            Column("evalue", output_t.c.evalue, pa.string()),
-            Column("traceback", output_t.c.traceback, _strings),
-            Column("data", output_t.c.data, pa.string(), json=True),
-            Column("metadata", output_t.c.metadata, pa.string(), json=True),
+            Column("execution_count", output_t.c.execution_count, "int32"),
+            Column("name", output_t.c.name, "string"),
+            Column("text", output_t.c.text, "string"),
+            Column("ename", output_t.c.ename, "string"),
+            Column("evalue", output_t.c.evalue, "string"),
+            Column("traceback", output_t.c.traceback, "strings"),
+            Column("data", output_t.c.data, "string", json=True),
+            Column("metadata", output_t.c.metadata, "string", json=True),
         ),
         OutputFilter,
     ),
@@ -137,15 +143,15 @@ TABLES: dict[str, ExportTable] = {
         image_t,
         image_t.c.sha256,
         (
-            Column("sha256", cast(image_t.c.sha256, Text), pa.string()),
-            Column("mime", image_t.c.mime, pa.string()),
-            Column("size_bytes", image_t.c.size_bytes, pa.int64()),
-            Column("width", image_t.c.width, pa.int32()),
-            Column("height", image_t.c.height, pa.int32()),
+            Column("sha256", cast(image_t.c.sha256, Text), "string"),
+            Column("mime", image_t.c.mime, "string"),
+            Column("size_bytes", image_t.c.size_bytes, "int64"),
+            Column("width", image_t.c.width, "int32"),
+            Column("height", image_t.c.height, "int32"),
             Column(
                 "n_outputs",
                 select(func.count()).where(output_image_t.c.image_sha256 == image_t.c.sha256).scalar_subquery(),
-                pa.int64(),
+                "int64",
             ),
         ),
         ImageFilter,
@@ -153,7 +159,7 @@ TABLES: dict[str, ExportTable] = {
         data_column=Column(
             "data",
             func.coalesce(image_t.c.data, func.convert_to(image_t.c.svg, literal_column("'UTF8'"))),
-            pa.binary(),
+            "binary",
         ),
     ),
 }
@@ -165,8 +171,11 @@ def _columns(table: ExportTable, with_data: bool) -> tuple[Column, ...]:
     return table.columns
 
 
-def arrow_schema(table: str, *, with_data: bool = False) -> pa.Schema:
-    return pa.schema([pa.field(c.name, c.arrow) for c in _columns(TABLES[table], with_data)])
+def arrow_schema(table: str, *, with_data: bool = False):
+    """The Arrow (Parquet) schema of an export."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(c.name, _arrow_type(c.arrow)) for c in _columns(TABLES[table], with_data)])
 
 
 def export_select(table: str, filter: Any = None, *, fmt: str = "parquet", with_data: bool = False) -> Select:
@@ -182,7 +191,7 @@ def export_select(table: str, filter: Any = None, *, fmt: str = "parquet", with_
     if fmt == "ndjson":
         exprs = []
         for c in columns:
-            if pa.types.is_binary(c.arrow):  # JSON has no bytes: base64 on one line
+            if c.arrow == "binary":  # JSON has no bytes: base64 on one line
                 exprs.append(func.translate(func.encode(c.sql, literal_column("'base64'")), literal_column("E'\\n'"), "").label(c.name))
             else:
                 exprs.append(c.sql.label(c.name))
@@ -201,8 +210,10 @@ def _stream(session: Session, stmt: Select, batch_rows: int):
 
 def record_batches(
     *, session: Session, table: str, filter: Any = None, with_data: bool = False, batch_rows: int = 5000
-) -> Iterator[pa.RecordBatch]:
+) -> Iterator:
     """The export as Arrow record batches of at most ``batch_rows`` rows (none when nothing matches)."""
+    import pyarrow as pa
+
     schema = arrow_schema(table, with_data=with_data)
     stmt = export_select(table, filter, fmt="parquet", with_data=with_data)
     for rows in _stream(session, stmt, batch_rows):
@@ -221,10 +232,57 @@ def ndjson_chunks(
         yield ("\n".join(row[0] for row in rows) + "\n").encode("utf-8")
 
 
+def count_rows(*, session: Session, table: str, filter: Any = None) -> int:
+    """How many rows the export of ``table`` with ``filter`` has (for a progress bar's total)."""
+    spec = TABLES[table]
+    q = select(func.count()).select_from(spec.table).where(*(filter.where() if filter is not None else []))
+    return int(session.execute(q).scalar_one())
+
+
+def write_file(
+    *,
+    session: Session,
+    table: str,
+    sink: Any,
+    fmt: str = "parquet",
+    filter: Any = None,
+    with_data: bool = False,
+    on_rows: Callable[[int], None] | None = None,
+) -> int:
+    """Write the export to ``sink`` (a path, or a binary file for NDJSON); returns the row count.
+    ``on_rows(n)`` is called after each batch (progress bars)."""
+    rows = 0
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with pq.ParquetWriter(sink, arrow_schema(table, with_data=with_data), compression="snappy") as writer:
+            for batch in record_batches(session=session, table=table, filter=filter, with_data=with_data):
+                writer.write_batch(batch)
+                rows += batch.num_rows
+                if on_rows:
+                    on_rows(batch.num_rows)
+        return rows
+    if fmt != "ndjson":
+        raise ValueError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    own = isinstance(sink, str | Path)
+    f = open(sink, "wb") if own else sink
+    try:
+        for chunk in ndjson_chunks(session=session, table=table, filter=filter, with_data=with_data):
+            f.write(chunk)
+            n = chunk.count(b"\n")
+            rows += n
+            if on_rows:
+                on_rows(n)
+    finally:
+        if own:
+            f.close()
+    return rows
+
+
 def copy_baseline_sql(session: Session, table: str, filter: Any = None) -> str:
     """The export's Parquet SELECT as literal SQL, for ``COPY (...) TO STDOUT`` (benchmarks only)."""
     stmt = export_select(table, filter, fmt="parquet")
     return str(stmt.compile(dialect=session.get_bind().dialect, compile_kwargs={"literal_binds": True}))
 
 
-__all__ = ["FORMATS", "TABLES", "arrow_schema", "export_select", "ndjson_chunks", "record_batches"]
+__all__ = ["FORMATS", "TABLES", "arrow_schema", "export_select", "ndjson_chunks", "record_batches", "write_file"]

@@ -1,7 +1,8 @@
 """Full-text search over markdown and code cells: ranked hits with highlighted snippets.
 
-Each kind is searched through its own GIN expression index (``db.models.search_indexes``):
-markdown with English stemming, code with the 'simple' configuration (identifiers are not words).
+Each kind is searched through its own GIN index over ``cell.search_vector``
+(``db.models.search_indexes``): markdown with English stemming, code with the 'simple'
+configuration (identifiers are not words).
 The user's text goes through ``websearch_to_tsquery``, which accepts anything a person types
 ("quoted phrases", -exclusions, or) without ever raising a syntax error, and only ever as a bound
 parameter. Ranking is ``ts_rank``; pages are keyset pages on (rank desc, cell id), and snippets
@@ -16,7 +17,7 @@ from sqlalchemy import Row, and_, bindparam, case, cast, func, literal_column, o
 from sqlalchemy.types import Float
 from sqlmodel import Session
 
-from db.models.search_indexes import FTS_CONFIG, FTS_MAX_CHARS, cell_tsvector
+from db.models.search_indexes import FTS_CONFIG, FTS_MAX_CHARS
 from db.queries.browse import CELL_COLUMNS
 from db.queries.filters import NotebookFilter, cell_t
 
@@ -37,7 +38,7 @@ def _tsquery(kind: str):
 
 
 def _hits(kind: str, notebook: NotebookFilter | None):
-    vector = cell_tsvector(kind)
+    vector = cell_t.c.search_vector
     query = _tsquery(kind)
     conds = [
         # a literal, not a parameter, so the planner can match the partial index's predicate

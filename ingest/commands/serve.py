@@ -95,7 +95,7 @@ def export_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from db.engine import session_scope
-    from db.queries import browse, export
+    from db.queries import export
     from db.queries.filters import FilterParamError, filter_from_params
 
     if table not in export.TABLES:
@@ -117,37 +117,20 @@ def export_command(
         fail(str(exc))
 
     engine = open_engine()
-    count_table = {"notebooks": "notebook", "cells": "cell", "outputs": "output", "images": "image"}[table]
     with session_scope(engine) as session:
-        total = browse.count(session=session, table=count_table, filter=flt)
+        total = export.count_rows(session=session, table=table, filter=flt)
     tmp = output.with_name(output.name + ".part") if str(output) != "-" else None
-    rows = 0
     bar = Progress(
         TextColumn(f"export {table}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, disable=not progress or str(output) == "-",
+        console=console, disable=not progress or tmp is None,
     )
     try:
         with bar, session_scope(engine) as session:
             task = bar.add_task("rows", total=total)
-            if fmt == "parquet":
-                import pyarrow.parquet as pq
-
-                with pq.ParquetWriter(tmp, export.arrow_schema(table, with_data=with_data), compression="snappy") as w:
-                    for batch in export.record_batches(session=session, table=table, filter=flt, with_data=with_data):
-                        w.write_batch(batch)
-                        rows += batch.num_rows
-                        bar.update(task, advance=batch.num_rows)
-            else:
-                sink = sys.stdout.buffer if tmp is None else open(tmp, "wb")
-                try:
-                    for chunk in export.ndjson_chunks(session=session, table=table, filter=flt, with_data=with_data):
-                        sink.write(chunk)
-                        n = chunk.count(b"\n")
-                        rows += n
-                        bar.update(task, advance=n)
-                finally:
-                    if tmp is not None:
-                        sink.close()
+            rows = export.write_file(
+                session=session, table=table, sink=tmp if tmp is not None else sys.stdout.buffer, fmt=fmt,
+                filter=flt, with_data=with_data, on_rows=lambda n: bar.update(task, advance=n),
+            )
     except BaseException:
         if tmp is not None:
             tmp.unlink(missing_ok=True)

@@ -1,0 +1,207 @@
+"""Public read-only mode over HTTP: `nbatlas serve --public`, logged in as a read-only role.
+
+Each abusive request is refused with a clear error (and quickly: the bound below is generous, speed
+is measured in benchmarks); the server keeps answering normal queries during and after; SQL typed
+into any input writes nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from analysis.client import GraphQLErrors, NbatlasClient
+from api.schema import PUBLIC_SCHEMA_FILE
+from tests.test_api import attempt_injections, serve, table_counts
+
+GENEROUS = 5.0  # seconds: "quickly" on a loaded 2-core CI machine; the benchmark measures real speed
+NORMAL = "{ notebooks(first: 3) { nodes { sha256 cells(first: 2) { nodes { cellType } } } } }"
+
+
+@pytest.fixture(scope="module")
+def readonly_url(real_corpus_url: str) -> Iterator[str]:
+    """A login role that may only SELECT, as a deployment would give the public server."""
+    role, password = f"nbatlas_reader_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    url = make_url(real_corpus_url)
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+        conn.execute(text(f'GRANT CONNECT ON DATABASE "{url.database}" TO {role}'))
+        conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {role}"))
+        conn.execute(text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
+    yield url.set(username=role, password=password).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP OWNED BY {role}"))
+        conn.execute(text(f"DROP ROLE {role}"))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def public_url(real_corpus_url, readonly_url, tmp_path_factory) -> Iterator[str]:
+    env = {
+        "NBATLAS_READONLY_DATABASE_URL": readonly_url,
+        # this module's many requests all come from 127.0.0.1; the limiter has its own test below
+        "NBATLAS_RATE_LIMIT_PER_SECOND": "10000",
+        "NBATLAS_RATE_LIMIT_BURST": "10000",
+    }
+    with serve(real_corpus_url, tmp_path_factory.mktemp("public") / "home", "--public", env=env) as base:
+        yield base
+
+
+def post(base: str, query: str, **kwargs) -> tuple[httpx.Response, float]:
+    start = time.perf_counter()
+    r = httpx.post(f"{base}/graphql", json={"query": query}, timeout=30, **kwargs)
+    return r, time.perf_counter() - start
+
+
+def error_of(r: httpx.Response) -> str:
+    body = r.json()
+    return body["errors"][0]["message"] if "errors" in body else body["error"]
+
+
+def nested(levels: int) -> str:
+    inner = "id"
+    for _ in range(levels // 4):
+        inner = f"notebook {{ cells(first: 1) {{ nodes {{ {inner} }} }} }}"
+    return f"{{ cells(first: 1) {{ nodes {{ {inner} }} }} }}"
+
+
+ABUSE = {
+    "mutation": ('mutation { deleteNotebooks(ids: ["1"]) { deleted } }', "mutation operation is not supported"),
+    "nested 50 levels": (nested(50), "exceeds maximum operation depth of 10"),
+    "1000 aliases": ("{ " + " ".join(f"a{i}: stats {{ cells }}" for i in range(1000)) + " }", "more than 2000 tokens"),
+    "40 aliases": ("{ " + " ".join(f"a{i}: __typename" for i in range(40)) + " }", "40 aliases found. Allowed: 30"),
+    "100 kB query": ("{ stats { cells } }" + " " * 100_000, "this server accepts at most 32,768"),
+    "1 MB query": ("{ stats { cells } }" + " " * 1_000_000, "request body is larger than this server accepts"),
+    "first: 100000": ("{ cells(first: 100000) { nodes { id } } }", "first must be between 1 and 100"),
+    "nested first: 100000": (
+        "{ notebooks(first: 1) { nodes { cells(first: 100000) { nodes { id } } } } }", "first must be between 1 and 100"
+    ),
+    "repeated fields": ("{ stats { " + "cells " * 1900 + "} }", "too complex to validate"),
+}
+
+
+@pytest.mark.parametrize("name", list(ABUSE))
+def test_public_mode_refuses_abuse_quickly_and_clearly(public_url, name):
+    query, message = ABUSE[name]
+    r, seconds = post(public_url, query)
+    assert message in error_of(r)
+    assert seconds < GENEROUS
+    if name == "1 MB query":
+        assert r.status_code == 413
+    else:
+        assert r.json().get("data") is None
+
+
+def test_public_schema_has_no_mutation_type(public_url):
+    r, _ = post(public_url, "{ __schema { mutationType { name } queryType { name } } }")
+    assert r.json()["data"]["__schema"] == {"mutationType": None, "queryType": {"name": "Query"}}
+    assert "type Mutation" not in PUBLIC_SCHEMA_FILE.read_text()
+    assert "deleteNotebooks" not in PUBLIC_SCHEMA_FILE.read_text()
+
+
+def test_server_keeps_answering_during_and_after_abuse(public_url):
+    stop = threading.Event()
+    refused: list[int] = []
+
+    def abuse() -> None:
+        while not stop.is_set():
+            for query, _ in ABUSE.values():
+                r, _ = post(public_url, query)
+                refused.append(r.status_code)
+
+    threads = [threading.Thread(target=abuse) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        answers = [post(public_url, NORMAL)[0] for _ in range(8)]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert refused, "the abuse never ran"
+    for r in answers + [post(public_url, NORMAL)[0]]:
+        assert r.status_code == 200 and "errors" not in r.json()
+        assert len(r.json()["data"]["notebooks"]["nodes"]) == 3
+
+
+def test_sql_in_inputs_changes_nothing_in_public_mode(public_url, real_corpus_url):
+    db = create_engine(real_corpus_url)
+    before = table_counts(db)
+    attempt_injections(public_url)
+    assert table_counts(db) == before
+    db.dispose()
+
+
+def test_cors_is_open_for_get_and_post(public_url):
+    pre = httpx.options(
+        f"{public_url}/graphql",
+        headers={"Origin": "https://example.org", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"},
+    )
+    assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "*"
+    assert {"GET", "POST"} <= {m.strip() for m in pre.headers["access-control-allow-methods"].split(",")}
+    r = httpx.get(f"{public_url}/graphql", params={"query": "{ stats { notebooks } }"}, headers={"Origin": "https://x.org"})
+    assert r.headers["access-control-allow-origin"] == "*" and r.json()["data"]["stats"]["notebooks"] > 0
+
+
+def test_the_read_only_role_cannot_write_even_when_asked_to(readonly_url):
+    import psycopg
+    from psycopg import errors
+
+    conninfo = make_url(readonly_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo) as conn:
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("BEGIN READ WRITE")
+            conn.execute("DELETE FROM image")
+
+
+# --- a strict public server: 1 ms statement timeout, a small rate limit ------------------------
+
+
+@pytest.fixture(scope="module")
+def strict_url(real_corpus_url, tmp_path_factory) -> Iterator[str]:
+    env = {"NBATLAS_STATEMENT_TIMEOUT_MS": "1", "NBATLAS_RATE_LIMIT_PER_SECOND": "0.5", "NBATLAS_RATE_LIMIT_BURST": "8"}
+    with serve(real_corpus_url, tmp_path_factory.mktemp("strict") / "home", "--public", env=env) as base:
+        yield base
+
+
+def test_a_query_over_the_statement_timeout_is_cancelled_with_a_clear_masked_error(strict_url):
+    # counting the mime types of every output takes far more than 1 ms
+    r, seconds = post(strict_url, "{ facets(field: MIME_TYPE) { value count } }")
+    message = error_of(r)
+    assert "statement timeout (1 ms)" in message and "cancelled" in message
+    for leak in ("SELECT", "psycopg", "Traceback", "unnest", "/work"):
+        assert leak not in r.text
+    assert seconds < GENEROUS
+    again, _ = post(strict_url, "{ __typename }")
+    assert again.json() == {"data": {"__typename": "Query"}}
+
+
+def test_rate_limit_per_client_ignores_x_forwarded_for_unless_trusted(strict_url):
+    statuses = []
+    for i in range(14):
+        # a different X-Forwarded-For each time: without --trust-proxy it must not buy new tokens
+        r = httpx.get(f"{strict_url}/graphql", params={"query": "{ __typename }"},
+                      headers={"X-Forwarded-For": f"10.0.0.{i}"})
+        statuses.append(r.status_code)
+    assert 429 in statuses and statuses[0] == 200
+    limited = httpx.get(f"{strict_url}/graphql", params={"query": "{ __typename }"})
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) >= 1 and "too many requests" in limited.json()["error"]
+    assert httpx.get(f"{strict_url}/health").status_code == 200  # health checks are never limited
+
+
+def test_client_waits_out_the_rate_limit(strict_url):
+    with NbatlasClient(strict_url, max_retries=10) as c:
+        for _ in range(2):  # the bucket is empty after the test above: each waits for a token
+            assert c.query("{ __typename }") == {"__typename": "Query"}
+        with pytest.raises(GraphQLErrors, match="first must be between 1 and 100"):
+            c.query("{ cells(first: 101) { nodes { id } } }")
