@@ -187,15 +187,16 @@ class BatchLoader:
         if n == 0:
             return []
         cur.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            "SELECT array_agg(nextval(pg_get_serial_sequence(%s, 'id'))) FROM generate_series(1, %s)",
             (table, n),
         )
-        return [row[0] for row in cur]
+        return cur.fetchone()[0]
 
     def _copy_notebooks(self, cur, new: list[ParsedNotebook], now: datetime) -> set[str]:
+        # notebook row: ..., n_cells (6), n_outputs (7), ...
         notebook_ids = self._ids(cur, "notebook", len(new))
-        cell_ids = iter(self._ids(cur, "cell", sum(len(nb.cells) for nb in new)))
-        output_ids = iter(self._ids(cur, "output", sum(len(nb.outputs) for nb in new)))
+        cell_ids = iter(self._ids(cur, "cell", sum(nb.notebook[6] for nb in new)))
+        output_ids = iter(self._ids(cur, "output", sum(nb.notebook[7] for nb in new)))
         run_id = self.run_id
         analysis_items = []
         known: set[str] = set()
@@ -207,19 +208,19 @@ class BatchLoader:
         per_notebook_cells: list[list[int]] = []
         with cur.copy(f"COPY cell ({CELL_COLUMNS}) FROM STDIN") as copy:
             for nid, nb in zip(notebook_ids, new):
-                ids = []
-                for row in nb.cells:
-                    cid = next(cell_ids)
-                    ids.append(cid)
-                    copy.write_row((cid, nid, *row))
+                ids = [next(cell_ids) for _ in range(nb.notebook[6])]
                 per_notebook_cells.append(ids)
+                if ids:  # the worker rendered the rows; only the ids go in front
+                    copy.write(b"".join([b"%d\t%d\t%s\n" % (cid, nid, row) for cid, row in zip(ids, nb.cells.split(b"\n"))]))
         with cur.copy(f"COPY output ({OUTPUT_COLUMNS}) FROM STDIN") as copy:
             for nid, nb, cids in zip(notebook_ids, new, per_notebook_cells):
-                oids = []
-                for row in nb.outputs:
-                    oid = next(output_ids)
-                    oids.append(oid)
-                    copy.write_row((oid, cids[row[0]], nid, *row[1:]))
+                oids = [next(output_ids) for _ in range(nb.notebook[7])]
+                if oids:
+                    rows = []
+                    for oid, row in zip(oids, nb.outputs.split(b"\n")):
+                        cell_position, rest = row.split(b"\t", 1)
+                        rows.append(b"%d\t%d\t%d\t%s\n" % (oid, cids[int(cell_position)], nid, rest))
+                    copy.write(b"".join(rows))
                 for index, mime, sha, layout in nb.output_images:
                     output_images.append((oids[index], mime, sha, layout))
                 for image in nb.images:

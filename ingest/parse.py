@@ -60,11 +60,13 @@ class ParsedNotebook:
     # nbformat, nbformat_minor, original_nbformat, kernel_name, language, metadata, n_cells, n_outputs,
     # n_image_outputs, extra, text_escape   (JSONB values as JSON text)
     notebook: tuple
-    # position, cell_type, cell_key, source, execution_count, metadata, attachments, extra
-    cells: list[tuple]
-    # cell position, position, output_type, mime_types, data, metadata, execution_count, name, text,
-    # ename, evalue, traceback, extra
-    outputs: list[tuple]
+    # COPY text rows, one per cell: position, cell_type, cell_key, source, execution_count, metadata,
+    # attachments, extra (the loader puts the ids in front). Rendered here, in the worker, because
+    # one bytes object crosses the process boundary far cheaper than thousands of tuples.
+    cells: bytes
+    # COPY text rows, one per output: cell position, position, output_type, mime_types, data, metadata,
+    # execution_count, name, text, ename, evalue, traceback, extra
+    outputs: bytes
     # sha256, mime, data, svg, size_bytes, width, height
     images: list[tuple]
     # output index (into ``outputs``), mime, image sha256, b64 layout
@@ -475,6 +477,35 @@ def _validate_with_nbformat(nb: dict) -> list[str]:
 # --- nbformat 4 dict -> rows ----------------------------------------------------------------------------
 
 
+def _copy_escape(text: str) -> str:
+    # COPY's text format: backslash, newline, carriage return and tab are the only special characters
+    if "\\" in text:
+        text = text.replace("\\", "\\\\")
+    if "\n" in text:
+        text = text.replace("\n", "\\n")
+    if "\r" in text:
+        text = text.replace("\r", "\\r")
+    if "\t" in text:
+        text = text.replace("\t", "\\t")
+    return text
+
+
+def _copy_field(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if type(value) is int:
+        return str(value)
+    if type(value) is list:  # text[]: every element quoted
+        quoted = ('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in value)
+        return _copy_escape("{" + ",".join(quoted) + "}")
+    return _copy_escape(value)
+
+
+def copy_rows(rows: list[tuple]) -> bytes:
+    """Rows in PostgreSQL's COPY text format (no trailing newline after the last)."""
+    return "\n".join(["\t".join([_copy_field(v) for v in row]) for row in rows]).encode("utf-8")
+
+
 def _dumps(value: Any) -> str:
     import orjson
 
@@ -751,8 +782,8 @@ def parse_bytes(raw: bytes, sha: str, place: Place, limits: Limits, analyzer: Ca
         sha256=sha,
         size_bytes=len(raw),
         notebook=row,
-        cells=builder.cells,
-        outputs=builder.outputs,
+        cells=copy_rows(builder.cells),
+        outputs=copy_rows(builder.outputs),
         images=list(builder.images.values()),
         output_images=builder.output_images,
         warnings=problems,

@@ -151,7 +151,7 @@ def odd_notebook() -> str:
                  "data": {"image/png": other_layout, "text/plain": ["<Figure>"]}},
                 {"output_type": "display_data", "metadata": {}, "data": {"image/png": "not base64!", "image/gif": 3}},
                 {"output_type": "execute_result", "metadata": {}, "data": {"text/plain": "x"}},
-                {"output_type": "error", "ename": "E", "evalue": "v", "traceback": ["t\u0000"], "unknown": 1},
+                {"output_type": "error", "ename": "E", "evalue": "v", "traceback": ["t\u0000", 'quote " back \\ {brace}, comma\ttab\r\n', "NULL", ""], "unknown": 1},
                 {"output_type": "display_data", "metadata": {}, "data": {"image/svg+xml": ["<svg>\n", "</svg>"]}},
             ]},
             {"cell_type": "code", "metadata": {}, "source": "", "execution_count": "seven", "outputs": []},
