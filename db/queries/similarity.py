@@ -304,6 +304,8 @@ def _neighbours(
     else:
         if len(vector) != ref.dimension:
             raise ValueError(f"the query vector has {len(vector)} dimensions, {ref.name} has {ref.dimension}")
+        if not np.isfinite(np.asarray(vector, dtype=np.float32)).all():
+            raise ValueError("the query holds nothing to embed (its vector is not finite)")
         query_text = _vector_text(vector)
     q = cast(bindparam("q", query_text, type_=Text), HALFVEC(ref.dimension))
     if exact:
@@ -403,20 +405,25 @@ def duplicate_images(
     session: Session,
     image_sha256: str | None = None,
     phash: str | None = None,
-    max_distance: int = 6,
+    max_distance: int = 8,
     first: int = 50,
     filter: ImageFilter | None = None,
+    model: ModelRef | None = None,
+    vector: Sequence[float] | np.ndarray | None = None,
 ) -> list[Neighbour]:
     """Near-duplicates by pHash: images within ``max_distance`` bits (Hamming), nearest first.
 
     Give a stored image (itself excluded; exact copies are one row, content-addressed) or a
-    64-character bit string (``ingest.embed.phash.phash_bits`` of an uploaded picture).
+    64-character bit string (``ingest.embed.phash.phash_bits`` of an uploaded picture). With an
+    image ``model`` (and, for an uploaded picture, its ``vector`` in that model), images at the
+    same Hamming distance are ordered by their distance in that model: 64 bits often tie.
     """
     if (image_sha256 is None) == (phash is None):
         raise ValueError("give either image_sha256 or phash")
     if not 0 <= max_distance <= 64:
         raise ValueError("max_distance is a number of bits, 0 to 64")
     if image_sha256 is not None:
+        image_sha256 = image_sha256.lower()
         phash = image_phash(session=session, image_sha256=image_sha256)
         if phash is None:
             raise NoVector(f"image {image_sha256} has no perceptual hash (not embedded yet, or not decodable)")
@@ -426,16 +433,34 @@ def duplicate_images(
     distance = p.c.phash.op("<~>", return_type=Float)(cast(bindparam("bits", phash, type_=Text), BIT(64)))
     conds = [p.c.phash.isnot(None), distance <= max_distance]
     if image_sha256 is not None:
-        conds.append(p.c.image_sha256 != image_sha256.lower())
+        conds.append(p.c.image_sha256 != image_sha256)
     source = p
     if filter is not None and not filter.is_empty():
-        source = p.join(image_t, image_t.c.sha256 == p.c.image_sha256)
+        source = source.join(image_t, image_t.c.sha256 == p.c.image_sha256)
         conds += filter.where(image_t)
+    order = [literal_column("distance")]
+    if model is not None:
+        if model.space != "image":
+            raise ValueError("ties are broken in an image model's space")
+        query_text = None
+        if vector is not None:
+            query_text = _vector_text(vector)
+        elif image_sha256 is not None:
+            try:
+                query_text = _stored_vector(session, model, image_sha256)
+            except NoVector:
+                query_text = None
+        if query_text is not None:
+            e = ImageEmbedding.__table__.alias("e")
+            source = source.outerjoin(
+                e, (e.c.image_sha256 == p.c.image_sha256) & literal_column(_model_sql(model))
+            )
+            order.append(e.c.embedding.op("<=>", return_type=Float)(cast(bindparam("q", query_text, type_=Text), HALFVEC())).asc().nulls_last())
     query = (
         select(p.c.image_sha256, distance.cast(Float).label("distance"))
         .select_from(source)
         .where(*conds)
-        .order_by(literal_column("distance"), p.c.image_sha256)
+        .order_by(*order, p.c.image_sha256)
         .limit(first)
     )
     return [Neighbour(sha.strip(), float(d)) for sha, d in session.execute(query)]

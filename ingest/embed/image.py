@@ -176,6 +176,11 @@ def _runs(mask: np.ndarray) -> np.ndarray:
     return (np.bincount(bins, weights=lengths, minlength=8) / (mask.sum() + 1e-6)).astype(np.float32)
 
 
+def _fade(block: np.ndarray, presence: float) -> np.ndarray:
+    """A unit block scaled by ``presence``, plus one "absent" dimension taking the rest."""
+    return np.append(_block(block) * presence, 1.0 - presence).astype(np.float32)
+
+
 def describe(img: Image.Image) -> dict[str, np.ndarray]:
     """The descriptor's blocks, unweighted (exposed for tests and tuning)."""
     w, h = img.size
@@ -191,17 +196,22 @@ def describe(img: Image.Image) -> dict[str, np.ndarray]:
     fg = np.abs(rgb - bg).max(axis=2) > 0.12
     hsv = np.asarray(small.convert("HSV"), dtype=np.float32) / 255.0
     sat = hsv[..., 1] * (hsv[..., 2] > 0.2)
-    coloured = (sat > 0.25) & fg
+    coloured = (sat > 0.3) & fg
+    # how much colour there is, 0..1: a grey plot's few coloured pixels are JPEG chroma noise, so
+    # colour blocks are faded out towards a fixed "no colour" direction instead of amplifying them
+    presence = min(1.0, float(coloured.mean()) / 0.02)
     dark = (grey < 0.6) & ~coloured
     blocks: dict[str, np.ndarray] = {}
 
     # edges of everything (axes, text, marks), and of the coloured marks alone
     blocks["edges"], _ = _hog(grey, _EDGE_GRID, _EDGE_BINS)
-    blocks["mark_edges"], blocks["mark_edges_global"] = _hog(sat, 2, 9)
+    mark_edges, mark_edges_global = _hog(sat, 2, 9)
+    blocks["mark_edges"] = _fade(mark_edges, presence)
+    blocks["mark_edges_global"] = _fade(mark_edges_global, presence)
 
     # colour
     hue_hist = np.bincount((hsv[..., 0][coloured] * 18).astype(np.int32) % 18, minlength=18).astype(np.float32)
-    blocks["hue"] = np.sqrt(hue_hist / (hue_hist.sum() + 1e-6)) * min(1.0, coloured.mean() * 20)
+    blocks["hue"] = _fade(np.sqrt(hue_hist / (hue_hist.sum() + 1e-6)), presence)
     greyish = fg & ~coloured
     grey_hist = np.bincount(np.clip(grey[greyish] * 8, 0, 7).astype(np.int32), minlength=8).astype(np.float32)
     blocks["grey"] = np.sqrt(grey_hist / (grey_hist.sum() + 1e-6))
@@ -227,9 +237,9 @@ def describe(img: Image.Image) -> dict[str, np.ndarray]:
     half = fg.reshape(_SIDE // 2, 2, _SIDE // 2, 2).any(axis=(1, 3))
     blocks["patterns"] = _patterns(fg)
     blocks["patterns_coarse"] = _patterns(half)
-    blocks["patterns_colour"] = _patterns(coloured)
-    blocks["marks"] = _components(coloured)
-    blocks["stroke_colour"] = _stroke(coloured)
+    blocks["patterns_colour"] = _fade(_patterns(coloured), presence)
+    blocks["marks"] = _fade(_components(coloured), presence)
+    blocks["stroke_colour"] = _fade(_stroke(coloured), presence)
     blocks["stroke_dark"] = _stroke(dark)
     blocks["aspect"] = _soft_bins(float(np.log2(w / h)), [-1.5, -0.75, 0.0, 0.5, 1.0, 1.5, 2.5])
     return blocks
@@ -242,9 +252,9 @@ def descriptor(img: Image.Image, weights: dict[str, float] | None = None) -> np.
 
 
 _BLOCK_SIZES = {
-    "edges": _EDGE_GRID * _EDGE_GRID * _EDGE_BINS, "mark_edges": 36, "mark_edges_global": 9, "hue": 18, "grey": 8,
+    "edges": _EDGE_GRID * _EDGE_GRID * _EDGE_BINS, "mark_edges": 37, "mark_edges_global": 10, "hue": 19, "grey": 8,
     "stats": 44, "profiles": 4 * _PROFILE, "runs": 32, "patterns": 256, "patterns_coarse": 256,
-    "patterns_colour": 256, "marks": 60, "stroke_colour": 8, "stroke_dark": 8, "aspect": 7,
+    "patterns_colour": 257, "marks": 61, "stroke_colour": 9, "stroke_dark": 8, "aspect": 7,
 }
 DIMENSION = sum(_BLOCK_SIZES[name] for name in _WEIGHTS)
 
