@@ -14,14 +14,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from db.vocab import PLOT_KINDS  # shared with the API, which may not import ingest
 from ingest.understand.calls import AXES, FIGURE, Call
-
-PLOT_KINDS = (
-    "confusion_matrix", "roc_curve", "precision_recall_curve", "learning_curve", "calibration_curve",
-    "residual_plot", "feature_importance", "shap", "partial_dependence", "tree_diagram", "correlation_heatmap",
-    "heatmap", "histogram", "density", "box", "violin", "scatter", "pairplot", "bar", "count", "line", "pie",
-    "map", "image_grid", "wordcloud", "missing_values", "other",
-)
 
 # a specific kind replaces the generic shapes it is drawn with (in the same figure segment)
 SUPPRESSES = {

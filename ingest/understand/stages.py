@@ -12,10 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from db.vocab import STAGES  # shared with the API, which may not import ingest
 from ingest.understand.calls import Call
-
-STAGES = ("setup", "data_loading", "exploration", "preprocessing", "feature_engineering", "modelling", "tuning",
-          "evaluation", "explanation", "prediction", "other")
 
 EVALUATION_KINDS = {"confusion_matrix", "roc_curve", "precision_recall_curve", "learning_curve", "calibration_curve",
                     "residual_plot"}
