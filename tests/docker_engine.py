@@ -69,7 +69,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def start_engine(state_dir: Path | None = None, *, timeout: float = 60.0) -> PrivateEngine:
+def start_engine(state_dir: Path | None = None, *, data_root: Path | None = None, timeout: float = 60.0) -> PrivateEngine:
+    """Start dockerd with its state in ``state_dir`` (a new temp dir by default). ``data_root``: keep
+    images there instead (a cache directory kept between CI runs: the runner image is then simply
+    there, with nothing to load, and nothing large to delete at the end)."""
     dockerd = shutil.which("dockerd")
     if dockerd is None:
         raise EngineUnavailable("dockerd is not installed (apt-get install -y docker.io)")
@@ -84,10 +87,12 @@ def start_engine(state_dir: Path | None = None, *, timeout: float = 60.0) -> Pri
     if existing and _alive(existing.pid) and existing.socket.exists():
         return existing
 
+    data_root = Path(data_root) if data_root else state_dir / "data"
+    data_root.mkdir(parents=True, exist_ok=True)
     log = open(state_dir / "dockerd.log", "ab")
     cmd = [
         dockerd,
-        "--data-root", str(state_dir / "data"),
+        "--data-root", str(data_root),
         "--exec-root", str(state_dir / "exec"),
         "--pidfile", str(state_dir / "dockerd.pid"),
         "-H", f"unix://{state_dir / 'docker.sock'}",
@@ -167,7 +172,10 @@ def _unmount_under(path: Path) -> None:
         subprocess.run(["umount", "-l", target], check=False, capture_output=True)
 
 
-def stop_engine(state_dir: Path, *, remove: bool = True) -> None:
+def stop_engine(state_dir: Path, *, remove: bool = True, background_remove: bool = False) -> None:
+    """Stop the engine and delete its state directory (not a ``data_root`` kept elsewhere).
+    Deleting an image's layers takes a while (tens of thousands of files): ``background_remove``
+    leaves it to a detached ``rm`` so a test session does not wait for it."""
     state_dir = Path(state_dir)
     engine = _read_state(state_dir)
     pids = []
@@ -180,6 +188,15 @@ def stop_engine(state_dir: Path, *, remove: bool = True) -> None:
     for pid in dict.fromkeys(pids):
         _terminate(pid)
     _unmount_under(state_dir)
+    if remove and background_remove and shutil.which("rm"):
+        trash = state_dir.with_name(state_dir.name + ".removing")
+        try:
+            state_dir.rename(trash)
+            subprocess.Popen(["rm", "-rf", str(trash)], start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+            return
+        except OSError:
+            pass
     if remove:
         shutil.rmtree(state_dir, ignore_errors=True)
 
@@ -189,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     start = sub.add_parser("start", help="start an engine; print shell exports on stdout")
     start.add_argument("--state-dir", type=Path, default=None)
+    start.add_argument("--data-root", type=Path, default=None, help="keep images here (kept after stop)")
     start.add_argument("--build-image", action="store_true", help="also build (or load from cache) the runner image")
     start.add_argument("--cache-dir", type=Path, default=None)
     stop = sub.add_parser("stop", help="stop the engine and remove its state")
@@ -200,12 +218,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"docker engine in {args.state_dir} stopped", file=sys.stderr)
         return 0
 
-    try:
-        engine = start_engine(args.state_dir)
-    except EngineUnavailable as exc:
-        print(f"docker engine: not started: {exc}", file=sys.stderr)
-        print(f"export NBATLAS_DOCKER_UNAVAILABLE={_shell_quote(str(exc)[:500])}")
+    engine, problem = _start_or_reset(args.state_dir, args.data_root)
+    if engine is None:
+        print(f"docker engine: not started: {problem}", file=sys.stderr)
+        print(f"export NBATLAS_DOCKER_UNAVAILABLE={_shell_quote(problem[:500])}")
         return 0
+    try:
+        _tidy(engine)
+    except Exception as exc:  # noqa: BLE001 - housekeeping only
+        print(f"docker engine: tidy-up skipped: {exc}", file=sys.stderr)
     print(f"docker engine: started in {engine.started_in_s}s at {engine.url}", file=sys.stderr)
     print(f"export DOCKER_HOST={engine.url}")
     print(f"export NBATLAS_DOCKER_STATE={engine.state_dir}")
@@ -223,6 +244,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"runner image: {report.tag} ({report.from_cache}) in {time.monotonic() - t0:.1f}s "
               f"{json.dumps(report.seconds)}", file=sys.stderr)
     return 0
+
+
+def _start_or_reset(state_dir: Path | None, data_root: Path | None) -> tuple[PrivateEngine | None, str]:
+    try:
+        return start_engine(state_dir, data_root=data_root), ""
+    except EngineUnavailable as exc:
+        problem = str(exc)
+    if data_root is None:
+        return None, problem
+    # a kept data root dockerd cannot use (a crash, another version): start once more with an empty one
+    print(f"docker engine: {problem}; retrying with an empty data root", file=sys.stderr)
+    if state_dir is not None:
+        stop_engine(state_dir, remove=False)
+    shutil.rmtree(data_root, ignore_errors=True)
+    try:
+        return start_engine(state_dir, data_root=data_root), ""
+    except EngineUnavailable as exc:
+        return None, str(exc)
+
+
+def _tidy(engine: PrivateEngine) -> None:
+    """A kept data root may hold containers of an interrupted run and superseded runner images."""
+    client = engine.client(timeout=60)
+    for container in client.containers.list(all=True, filters={"label": "org.nbatlas.role=run"}):
+        container.remove(force=True)
+    client.images.prune(filters={"dangling": True})
+    client.close()
 
 
 def _shell_quote(text: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, insert, select, text
+from sqlalchemy import Row, bindparam, func, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.types import BigInteger
@@ -57,10 +57,14 @@ def select_notebook_ids(
     filter: NotebookFilter | None = None,
     limit: int | None = None,
     sample_seed: int | None = None,
+    python_only: bool = True,
 ) -> list[int]:
     """The notebooks a reproduce request covers: the filter's matches in id order, or a seeded
-    random sample of them (the same seed on the same corpus gives the same notebooks)."""
+    random sample of them (the same seed on the same corpus gives the same notebooks).
+    ``python_only``: notebooks whose language is Python or unknown (old notebooks often say nothing)."""
     q = select(notebook_t.c.id).where(*(filter.where() if filter else []))
+    if python_only:
+        q = q.where(or_(notebook_t.c.language.is_(None), func.lower(notebook_t.c.language).like("python%")))
     if sample_seed is not None:
         q = q.order_by(func.md5(func.concat(notebook_t.c.sha256, str(sample_seed))))
     else:

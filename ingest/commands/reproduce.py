@@ -82,7 +82,7 @@ def reproduce_command(
     where: list[str] = typer.Option(None, "--where", "-w", metavar="FIELD=VALUE",
                                     help="Select notebooks, as the API's notebook filter: e.g. --where source_kind=kaggle "
                                          "--where location_contains=titanic --where has_images=true --where ids=3,5. Repeatable."),
-    all_languages: bool = typer.Option(False, "--all-languages", help="Also select non-Python notebooks (they are recorded as unsupported, not run)."),
+    all_languages: bool = typer.Option(False, "--all-languages", help="Also select notebooks in other languages than Python (recorded as unsupported, not run); by default Python and unknown-language notebooks are selected."),
     limit: int = typer.Option(None, "--limit", min=1, help="At most this many notebooks (in id order, or of the sample)."),
     sample: int = typer.Option(None, "--sample", min=1, help="A random sample of this many matching notebooks (use --seed)."),
     seed: int = typer.Option(0, "--seed", help="Seed of --sample: the same seed on the same corpus picks the same notebooks."),
@@ -129,8 +129,6 @@ def reproduce_command(
         if not sep:
             fail(f"--where takes FIELD=VALUE, got {item!r}")
         params.append((name.strip(), value))
-    if not all_languages and not any(name == "language" for name, _ in params):
-        params.append(("language", "python"))
     try:
         notebook_filter = filter_from_params(NotebookFilter, params)
     except FilterParamError as exc:
@@ -157,7 +155,8 @@ def reproduce_command(
     app = jobs.make_app(engine.url.render_as_string(hide_password=False), pool_size=max(4, workers + 3))
     submitted = jobs.submit(engine=engine, app=app, filter=notebook_filter, limit=sample or limit,
                             sample_seed=seed if sample else None, backend=backend, image=image, timeout_s=timeout,
-                            limits=limits, data_dir=data_dir, note=note)
+                            limits=limits, data_dir=data_dir, note=note,
+                            python_only=not all_languages and not any(name == "language" for name, _ in params))
     if not submitted.n_notebooks:
         fail("no notebook matches the selection" + ("" if all_languages else " (Python notebooks only; --all-languages for all)"))
     console.print(f"run request {submitted.request_id}: {submitted.n_notebooks} notebooks queued "

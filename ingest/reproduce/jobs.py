@@ -368,13 +368,16 @@ def submit(
     limits: Limits,
     data_dir: Path | None,
     note: str | None = None,
+    python_only: bool = True,
 ) -> Submitted:
     """Select the notebooks, record the request, and enqueue one job per notebook."""
     with Session(engine) as session:
-        ids = q.select_notebook_ids(session=session, filter=filter, limit=limit, sample_seed=sample_seed)
+        ids = q.select_notebook_ids(session=session, filter=filter, limit=limit, sample_seed=sample_seed,
+                                    python_only=python_only)
         if not ids:
             return Submitted(0, 0)
-        selection = {"where": filter.as_dict() if filter is not None else {}, "limit": limit, "sample_seed": sample_seed}
+        selection = {"where": filter.as_dict() if filter is not None else {}, "limit": limit,
+                     "sample_seed": sample_seed, "python_only": python_only}
         request_id = q.create_request(
             session=session, backend=backend, image=image, timeout_s=timeout_s, limits=limits.as_dict(),
             data_dir=str(data_dir.resolve()) if data_dir else None, selection=selection, n_notebooks=len(ids), note=note,
