@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,6 +30,11 @@ from analysis.client import GraphQLErrors, NbatlasClient
 from tests.conftest import REAL_CORPUS, cli_env
 
 NBATLAS = str(Path(sys.executable).with_name("nbatlas"))
+TIMEOUT = 120  # seconds; generous: CI machines are shared, and speed is the benchmark's business
+
+
+def http_get(url: str, **kwargs) -> httpx.Response:
+    return httpx.get(url, timeout=TIMEOUT, **kwargs)
 
 
 def free_port() -> int:
@@ -106,13 +112,12 @@ def test_stats_equal_the_ingest_counts(client, db):
 
     from db.queries.stats import corpus_stats
 
-    stats = client.query("{ stats { notebooks cells outputs imageOutputs images problems } }")["stats"]
+    fields = "notebooks sources cells outputs imageOutputs images problems warnings notebooksWithWarnings " \
+             "upgradedToV4 runs notebookBytes imageBytes"
+    stats = client.query(f"{{ stats {{ {fields} }} }}")["stats"]
     with Session(db) as session:
         expected = dict(corpus_stats(session=session))
-    assert stats["notebooks"] == expected["notebooks"]
-    assert stats["imageOutputs"] == expected["image_outputs"]
-    for key in ("cells", "outputs", "images", "problems"):
-        assert stats[key] == expected[key]
+    assert stats == {re.sub(r"_(.)", lambda m: m.group(1).upper(), k): v for k, v in expected.items()}
     # and independently of corpus_stats: every file of the real corpus is one notebook
     assert stats["notebooks"] == scalar(db, "SELECT count(*) FROM notebook") == len(list(REAL_CORPUS.glob("*.ipynb")))
     assert stats["cells"] == scalar(db, "SELECT count(*) FROM cell") > 1000
@@ -258,13 +263,13 @@ def test_facets_count_what_they_say(client, db):
 def test_image_bytes_hash_to_their_id(client, api_url):
     images = client.query('{ images(first: 5, filter: {mime: ["image/png"]}) { nodes { sha256 mime url width } } }')
     for image in images["images"]["nodes"]:
-        r = httpx.get(api_url + image["url"])
+        r = http_get(api_url + image["url"])
         assert r.status_code == 200
         assert hashlib.sha256(r.content).hexdigest() == image["sha256"]
         assert r.headers["content-type"] == "image/png"
         assert r.headers["etag"] == f'"{image["sha256"]}"'
         assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
-        again = httpx.get(api_url + image["url"], headers={"If-None-Match": r.headers["etag"]})
+        again = http_get(api_url + image["url"], headers={"If-None-Match": r.headers["etag"]})
         assert again.status_code == 304 and again.content == b""
 
 
@@ -274,25 +279,25 @@ def test_thumbnails_are_cached_pngs(client, api_url):
     image = client.query('{ images(first: 1, filter: {mime: ["image/png"], minWidth: 300}) { nodes { sha256 width height } } }')
     image = image["images"]["nodes"][0]
     url = f"{api_url}/images/{image['sha256']}?width=120"
-    first = httpx.get(url)
+    first = http_get(url)
     assert first.status_code == 200 and first.headers["content-type"] == "image/png"
     with PILImage.open(io.BytesIO(first.content)) as im:
         assert im.format == "PNG" and im.width == 120
         assert abs(im.height - image["height"] * 120 / image["width"]) <= 1
-    second = httpx.get(url)
+    second = http_get(url)
     assert second.content == first.content and second.headers["etag"] == first.headers["etag"] != f'"{image["sha256"]}"'
 
 
 def test_svg_is_sandboxed_and_unknown_images_are_json_404s(client, api_url):
     svg = client.query('{ images(first: 1, filter: {mime: ["image/svg+xml"]}) { nodes { sha256 } } }')["images"]["nodes"]
     if svg:  # the real corpus has SVG plots
-        r = httpx.get(f"{api_url}/images/{svg[0]['sha256']}")
+        r = http_get(f"{api_url}/images/{svg[0]['sha256']}")
         assert r.headers["content-type"].startswith("image/svg+xml")
         assert "sandbox" in r.headers["content-security-policy"]
         assert r.headers["x-content-type-options"] == "nosniff"
         assert hashlib.sha256(r.content).hexdigest() == svg[0]["sha256"]
     for bad in ("0" * 64, "not-a-hash"):
-        r = httpx.get(f"{api_url}/images/{bad}")
+        r = http_get(f"{api_url}/images/{bad}")
         assert r.status_code == 404 and r.headers["content-type"] == "application/json" and "error" in r.json()
 
 
@@ -328,20 +333,20 @@ def test_export_parquet_and_ndjson_read_by_pandas(client, db, tmp_path, table, s
 
 
 def test_export_filters_and_image_bytes(api_url, db, tmp_path):
-    r = httpx.get(f"{api_url}/export/cells.parquet", params=[("cell_type", "code"), ("notebook.language", "python")])
+    r = http_get(f"{api_url}/export/cells.parquet", params=[("cell_type", "code"), ("notebook.language", "python")])
     assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.apache.parquet"
     table = pq.read_table(io.BytesIO(r.content))
     assert set(table["cell_type"].to_pylist()) == {"code"}
     assert table.num_rows == scalar(
         db, "SELECT count(*) FROM cell c JOIN notebook n ON n.id = c.notebook_id WHERE c.cell_type = 'code' AND n.language = 'python'"
     )
-    r = httpx.get(f"{api_url}/export/images.ndjson", params={"with_data": "true", "mime": "image/png,image/svg+xml"})
+    r = http_get(f"{api_url}/export/images.ndjson", params={"with_data": "true", "mime": "image/png,image/svg+xml"})
     rows = [json.loads(line) for line in r.text.splitlines()]
     assert rows and all(hashlib.sha256(base64.b64decode(row["data"])).hexdigest() == row["sha256"] for row in rows)
     assert {row["mime"] for row in rows} <= {"image/png", "image/svg+xml"}
-    bad = httpx.get(f"{api_url}/export/cells.parquet", params={"colour": "red"})
+    bad = http_get(f"{api_url}/export/cells.parquet", params={"colour": "red"})
     assert bad.status_code == 400 and "unknown filter 'colour'" in bad.json()["error"]
-    assert httpx.get(f"{api_url}/export/cells.csv").status_code == 404
+    assert http_get(f"{api_url}/export/cells.csv").status_code == 404
 
 
 def test_export_command_writes_what_the_route_serves(real_corpus_url, db, tmp_path):
@@ -400,9 +405,9 @@ def attempt_injections(base_url: str) -> None:
             cursor = base64.urlsafe_b64encode(json.dumps(["cell", evil]).encode()).decode()
             with pytest.raises(GraphQLErrors, match="invalid cursor"):
                 c.query("query($a: String) { cells(first: 1, after: $a) { nodes { id } } }", {"a": cursor})
-            r = httpx.get(f"{base_url}/export/notebooks.ndjson", params={"language": evil})
+            r = http_get(f"{base_url}/export/notebooks.ndjson", params={"language": evil})
             assert r.status_code == 200 and r.text == ""
-            assert httpx.get(f"{base_url}/images/{evil}").status_code == 404
+            assert http_get(f"{base_url}/images/{evil}").status_code == 404
 
 
 def test_sql_in_inputs_changes_nothing(api_url, db):
@@ -416,9 +421,9 @@ def test_sql_in_inputs_changes_nothing(api_url, db):
 
 def test_private_schema_has_the_mutation(client):
     names = client.query("{ __schema { mutationType { fields { name } } } }")["__schema"]["mutationType"]
-    assert [f["name"] for f in names["fields"]] == ["deleteNotebooks"]
+    assert "deleteNotebooks" in [f["name"] for f in names["fields"]]
 
 
 def test_health(api_url):
-    body = httpx.get(f"{api_url}/health").json()
+    body = http_get(f"{api_url}/health").json()
     assert body["status"] == "ok" and body["public"] is False and body["schema_revision"]

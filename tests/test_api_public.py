@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from analysis.client import GraphQLErrors, NbatlasClient
 from api.schema import PUBLIC_SCHEMA_FILE
-from tests.test_api import attempt_injections, serve, table_counts
+from tests.test_api import TIMEOUT, attempt_injections, http_get, serve, table_counts
 
 GENEROUS = 5.0  # seconds: "quickly" on a loaded 2-core CI machine; the benchmark measures real speed
 NORMAL = "{ notebooks(first: 3) { nodes { sha256 cells(first: 2) { nodes { cellType } } } } }"
@@ -55,9 +55,13 @@ def public_url(real_corpus_url, readonly_url, tmp_path_factory) -> Iterator[str]
         yield base
 
 
+def http_options(url: str, **kwargs) -> httpx.Response:
+    return httpx.options(url, timeout=TIMEOUT, **kwargs)
+
+
 def post(base: str, query: str, **kwargs) -> tuple[httpx.Response, float]:
     start = time.perf_counter()
-    r = httpx.post(f"{base}/graphql", json={"query": query}, timeout=30, **kwargs)
+    r = httpx.post(f"{base}/graphql", json={"query": query}, timeout=TIMEOUT, **kwargs)
     return r, time.perf_counter() - start
 
 
@@ -141,14 +145,14 @@ def test_sql_in_inputs_changes_nothing_in_public_mode(public_url, real_corpus_ur
 
 
 def test_cors_is_open_for_get_and_post(public_url):
-    pre = httpx.options(
+    pre = http_options(
         f"{public_url}/graphql",
         headers={"Origin": "https://example.org", "Access-Control-Request-Method": "POST",
                  "Access-Control-Request-Headers": "content-type"},
     )
     assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "*"
     assert {"GET", "POST"} <= {m.strip() for m in pre.headers["access-control-allow-methods"].split(",")}
-    r = httpx.get(f"{public_url}/graphql", params={"query": "{ stats { notebooks } }"}, headers={"Origin": "https://x.org"})
+    r = http_get(f"{public_url}/graphql", params={"query": "{ stats { notebooks } }"}, headers={"Origin": "https://x.org"})
     assert r.headers["access-control-allow-origin"] == "*" and r.json()["data"]["stats"]["notebooks"] > 0
 
 
@@ -189,14 +193,14 @@ def test_rate_limit_per_client_ignores_x_forwarded_for_unless_trusted(strict_url
     statuses = []
     for i in range(14):
         # a different X-Forwarded-For each time: without --trust-proxy it must not buy new tokens
-        r = httpx.get(f"{strict_url}/graphql", params={"query": "{ __typename }"},
+        r = http_get(f"{strict_url}/graphql", params={"query": "{ __typename }"},
                       headers={"X-Forwarded-For": f"10.0.0.{i}"})
         statuses.append(r.status_code)
     assert 429 in statuses and statuses[0] == 200
-    limited = httpx.get(f"{strict_url}/graphql", params={"query": "{ __typename }"})
+    limited = http_get(f"{strict_url}/graphql", params={"query": "{ __typename }"})
     assert limited.status_code == 429
     assert int(limited.headers["retry-after"]) >= 1 and "too many requests" in limited.json()["error"]
-    assert httpx.get(f"{strict_url}/health").status_code == 200  # health checks are never limited
+    assert http_get(f"{strict_url}/health").status_code == 200  # health checks are never limited
 
 
 def test_client_waits_out_the_rate_limit(strict_url):
