@@ -11,6 +11,7 @@ and tests/test_api_schema.py fails while the committed files are stale.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,7 +175,7 @@ class Query:
         from db.queries.stats import corpus_stats
 
         counts = await info.context.db.read(corpus_stats)
-        return t.Stats(**{name: counts[name] for name in t.Stats.__annotations__})
+        return t.Stats(**{f.name: counts[f.name] for f in dataclasses.fields(t.Stats)})
 
 
 @strawberry.type(description="Changes to the corpus. Only the private (owner's) server has them.")

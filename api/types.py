@@ -9,7 +9,7 @@ import html
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from enum import Enum
-from typing import Generic, TypeVar
+from typing import Generic, NewType, TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
@@ -290,14 +290,27 @@ class FacetValue:
     count: int
 
 
+Long = strawberry.scalar(
+    NewType("Long", int), name="Long", description="An integer that may exceed 32 bits (byte counts).",
+    serialize=int, parse_value=int,
+)
+
+
 @strawberry.type(description="Counts of everything in the corpus (what `nbatlas stats` prints).")
 class Stats:
-    notebooks: int
+    notebooks: int = strawberry.field(description="Distinct notebook files (by SHA-256 of their bytes).")
+    sources: int = strawberry.field(description="Places notebooks were found (one file found twice: two).")
     cells: int
     outputs: int
     image_outputs: int = strawberry.field(description="Outputs that show at least one image.")
     images: int = strawberry.field(description="Distinct images.")
-    problems: int = strawberry.field(description="Files that could not be ingested, or only with a caveat.")
+    problems: int = strawberry.field(description="Files that could not be ingested.")
+    warnings: int = strawberry.field(description="Caveats recorded on ingested notebooks.")
+    notebooks_with_warnings: int
+    upgraded_to_v4: int = strawberry.field(description="Notebooks stored as nbformat 3 on disk.")
+    runs: int = strawberry.field(description="Ingest runs.")
+    notebook_bytes: Long
+    image_bytes: Long
 
 
 @strawberry.type
