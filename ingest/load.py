@@ -48,6 +48,10 @@ CREATE TEMP TABLE IF NOT EXISTS nbatlas_problem_load (
 """
 
 
+# what a concurrent ingest of the same files can make a batch fail with; the batch is simply retried
+_RACES = (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+
 @dataclass(frozen=True, slots=True)
 class SourceRow:
     sha256: str
@@ -99,7 +103,7 @@ class BatchLoader:
                 self.session.commit()
                 self.images_known |= images
                 return result
-            except psycopg.errors.UniqueViolation:
+            except _RACES:
                 self.session.rollback()
                 log.info("a concurrent ingest added some of these notebooks; retrying the batch (%d)", attempt + 1)
             except psycopg.Error:
@@ -112,16 +116,21 @@ class BatchLoader:
     def _load_one_by_one(self, notebooks, sources, problems, counters) -> LoadResult:
         total = LoadResult()
         for nb in notebooks:
-            try:
-                result, images = self._load_once([nb], [], nb.warnings, None)
-                self.session.commit()
-                self.images_known |= images
-                total.added += result.added
-                total.present += result.present
-            except psycopg.Error as exc:
-                self.session.rollback()
-                reason = f"the database refused this notebook: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                total.failed.append(FileProblem(nb.location, nb.member, "load", reason, nb.sha256))
+            for attempt in range(self.retries):
+                try:
+                    result, images = self._load_once([nb], [], nb.warnings, None)
+                    self.session.commit()
+                    self.images_known |= images
+                    total.added += result.added
+                    total.present += result.present
+                    break
+                except _RACES:
+                    self.session.rollback()  # lost a race: the retry finds the notebook present
+                except psycopg.Error as exc:
+                    self.session.rollback()
+                    reason = f"the database refused this notebook: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    total.failed.append(FileProblem(nb.location, nb.member, "load", reason, nb.sha256))
+                    break
         own = {id(w) for nb in notebooks for w in nb.warnings}
         rest = [p for p in problems if id(p) not in own] + total.failed
         result, _ = self._load_once([], sources, rest, counters)
@@ -143,7 +152,8 @@ class BatchLoader:
             if unique:
                 cur.execute("SELECT sha256 FROM notebook WHERE sha256 = ANY(%s)", (list(unique),))
                 present = {row[0] for row in cur}
-            new = [nb for sha, nb in unique.items() if sha not in present]
+            # in hash order, so two ingests of the same files take their locks in the same order
+            new = [unique[sha] for sha in sorted(unique) if sha not in present]
             result.present = sorted(present)
             result.added = [nb.sha256 for nb in new]
             if new:
@@ -236,6 +246,7 @@ class BatchLoader:
             for sha in known:
                 images.pop(sha, None)
         if images:
+            images = dict(sorted(images.items()))
             with cur.copy(
                 "COPY image (sha256, mime, data, svg, size_bytes, width, height, created_at) FROM STDIN (FORMAT BINARY)"
             ) as copy:

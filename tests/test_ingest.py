@@ -339,3 +339,36 @@ def test_sigkill_half_way_then_rerun_equals_one_clean_run(fresh_database, tmp_pa
         assert statuses == ["running", "finished"]  # the killed run could not even say so
     eng.dispose()
     eng_clean.dispose()
+
+
+def test_two_concurrent_ingests_of_the_same_files_equal_one_clean_run(fresh_database, tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for path in real_notebooks()[1::16]:
+        shutil.copy(path, folder / path.name)
+    racing_url = fresh_database()
+    command = [sys.executable, "-m", "ingest.cli", "ingest", str(folder), "--no-analyze", "--batch", "2", "--workers", "1", "--json"]
+    racers = [
+        subprocess.Popen(command, env=cli_env(racing_url, tmp_path / f"home{i}"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for i in range(2)
+    ]
+    reports = []
+    for proc in racers:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+        reports.append(json.loads(out))
+    # between them every notebook was added once; neither recorded a problem for losing a race
+    assert sum(r["notebooks_added"] for r in reports) == len(list(folder.iterdir()))
+    assert all(r["problems"] == [] for r in reports)
+
+    clean_url = fresh_database()
+    eng_clean = create_engine(clean_url)
+    from db.settings import Settings
+
+    with Session(eng_clean) as session:
+        ingest_paths([folder], session=session, settings=Settings(home=tmp_path / "h", database_url=clean_url), cell_analyzer=None)
+    eng = create_engine(racing_url)
+    with eng.connect() as racing, eng_clean.connect() as clean:
+        assert table_counts(racing) == table_counts(clean)
+    eng.dispose()
+    eng_clean.dispose()

@@ -114,3 +114,19 @@ def test_ingest_command_summary_and_exit_codes(fresh_database, tmp_path, cli):
     empty.mkdir()
     nothing = cli(url, "ingest", str(empty))
     assert nothing.exit_code == 1 and "no notebooks found" in nothing.stderr
+
+
+def test_get_a_notebook_with_nul_and_lone_surrogates(fresh_database, tmp_path, cli):
+    from tests.test_rebuild import first_difference, odd_notebook
+
+    url = fresh_database()
+    text_ = odd_notebook()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "odd.ipynb").write_text(text_, encoding="utf-8")
+    assert cli(url, "ingest", str(tmp_path / "in"), "--no-analyze", "--workers", "1").exit_code == 0
+    sha = hashlib.sha256((tmp_path / "in" / "odd.ipynb").read_bytes()).hexdigest()
+    done = cli(url, "get", sha, "-o", str(tmp_path / "out.ipynb"))
+    assert done.exit_code == 0, done.output
+    logging.getLogger("traitlets").setLevel(logging.CRITICAL)
+    written = nbformat.reads((tmp_path / "out.ipynb").read_text(encoding="utf-8"), as_version=4)
+    assert first_difference(written, nbformat.reads(text_, as_version=4)) is None

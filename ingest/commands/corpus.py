@@ -137,10 +137,15 @@ def get_command(
     engine.dispose()
     get_logger().setLevel(logging.CRITICAL)  # schema violations were recorded at ingest
     text = nbformat.writes(nb)
+    try:
+        data = (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates (kept from the original): written as \u escapes, as JSON allows
+        data = (nbformat.writes(nb, ensure_ascii=True) + "\n").encode("ascii")
     if output is None or str(output) == "-":
-        sys.stdout.write(text + "\n")
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
     else:
-        output.write_text(text + "\n", encoding="utf-8")
+        output.write_bytes(data)
         console.print(f"wrote {full} to {output}")
 
 

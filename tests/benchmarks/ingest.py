@@ -46,7 +46,7 @@ CORPUS = REPO.parent / "shared" / "corpus" / "real"
 RASTER = ("image/png", "image/jpeg", "image/gif", "png", "jpeg")
 
 
-def fresh(server: str) -> str:
+def fresh(server: str, *, without_search_vector: bool = False) -> str:
     name = f"bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -55,6 +55,9 @@ def fresh(server: str) -> str:
     url = make_url(server).set(database=name).render_as_string(hide_password=False)
     eng = create_engine(url)
     schema.upgrade(eng)
+    if without_search_vector:  # to show what maintaining full-text search costs an ingest
+        with eng.begin() as conn:
+            conn.execute(text("ALTER TABLE cell DROP COLUMN IF EXISTS search_vector CASCADE"))
     eng.dispose()
     return url
 
@@ -188,6 +191,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-naive", action="store_true", help="skip the (slow) naive baseline")
     parser.add_argument(
+        "--search-split", action="store_true",
+        help="also time the ingest into a database without cell.search_vector (the full-text search column)",
+    )
+    parser.add_argument(
         "--analyze", action="store_true",
         help="ingest with code analysis (nbatlas ingest's default); without it, the ingest itself is measured",
     )
@@ -210,6 +217,14 @@ def main() -> None:
                 runs.append(nbatlas(url, args.workers, Path(tmp) / f"home{i}", "default" if args.analyze else None))
                 drop(server, url)
             nbatlas_s, report = min(runs, key=lambda r: r[0])
+            split = None
+            if args.search_split:
+                bare = []
+                for i in range(args.repeat):
+                    url = fresh(server, without_search_vector=True)
+                    bare.append(nbatlas(url, args.workers, Path(tmp) / f"bare{i}", "default" if args.analyze else None))
+                    drop(server, url)
+                split = min(bare, key=lambda r: r[0])
             naive_s = None
             if not args.no_naive:
                 url = fresh(server)
@@ -238,6 +253,9 @@ def main() -> None:
         "ratio_to_floor": round(nbatlas_s / floor_s, 2),
         "ratio_to_floor_orjson": round(nbatlas_s / floor_orjson_s, 2),
         "target_ratio_to_floor": 4,
+        "nbatlas_seconds_without_search_vector": None if split is None else round(split[0], 3),
+        "ratio_to_floor_without_search_vector": None if split is None else round(split[0] / floor_s, 2),
+        "cpu_seconds_without_search_vector": None if split is None else split[1]["cpu_seconds"],
         "naive_seconds": None if naive_s is None else round(naive_s, 3),
         "naive_over_nbatlas": None if naive_s is None else round(naive_s / nbatlas_s, 1),
         "target_naive_over_nbatlas": 10,
