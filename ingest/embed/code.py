@@ -23,6 +23,7 @@ import io
 import keyword
 import re
 import tokenize
+import warnings
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -144,7 +145,9 @@ def code_features(source: str) -> list[tuple[str, float]]:
     cleaned, magic_words = _strip_magics(source)
     tokens = None
     try:
-        tree = ast.parse(cleaned)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "invalid escape sequence" and the like: not our business
+            tree = ast.parse(cleaned)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         tree = None
     if tree is not None:

@@ -75,7 +75,8 @@ class SentenceTransformerEmbedder:
         self.space = space
         self.name = "st:" + (path.name if isinstance(path, Path) and spec not in PACKAGED_MODELS else spec)
         self.version = _model_version(path)
-        self.dimension = int(self.model.get_sentence_embedding_dimension() or len(self._encode(["x"])[0]))
+        get_dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dimension = int(get_dimension() or len(self._encode(["x"])[0]))
         self.batch_size = batch_size
 
     def _encode(self, items: list) -> np.ndarray:
