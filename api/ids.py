@@ -14,7 +14,7 @@ import orjson
 
 from api.database import UserError
 
-NODE_TYPES = ("Notebook", "Cell", "Output", "Image", "Source")
+NODE_TYPES = ("Notebook", "Cell", "Output", "Image", "Source", "Run", "RunRequest")
 
 
 def global_id(type_name: str, key: object) -> str:

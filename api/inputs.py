@@ -4,6 +4,9 @@ criterion added there (library, plot kind, stage, competition, votes...) is one 
 from __future__ import annotations
 
 from dataclasses import fields
+from enum import Enum
+
+from typing import Annotated
 
 import strawberry
 
@@ -13,6 +16,35 @@ from db.queries import filters as f
 
 def _tuple(values):
     return tuple(values) if values is not None else None
+
+
+def _values(values):
+    return tuple(v.value if isinstance(v, Enum) else v for v in values) if values is not None else None
+
+
+@strawberry.input(
+    name="ReproductionFilter",
+    description="Notebooks by how their reproduction went: the run of one of `requestId` when given, else each "
+    "notebook's latest run.",
+)
+class ReproductionFilterInput:
+    request_id: list[strawberry.ID] | None = strawberry.field(default=None, description="Run request ids (or row ids).")
+    status: list[Annotated["RunStatus", strawberry.lazy("api.reproduce")]] | None = None
+    failure_class: list[str] | None = strawberry.field(
+        default=None, description="missing_module | missing_data_file | name_error | out_of_order | timeout | memory | ..."
+    )
+    ran_without_error: bool | None = None
+    same_results: bool | None = None
+    same_results_ignoring_images: bool | None = None
+    same_plots: bool | None = None
+
+    def to_filter(self) -> f.ReproductionFilter:
+        return f.ReproductionFilter(
+            request_id=tuple(db_id(i, "RunRequest") for i in self.request_id) if self.request_id is not None else None,
+            status=_values(self.status), failure_class=_tuple(self.failure_class),
+            ran_without_error=self.ran_without_error, same_results=self.same_results,
+            same_results_ignoring_images=self.same_results_ignoring_images, same_plots=self.same_plots,
+        )
 
 
 @strawberry.input(name="NotebookFilter", description="Notebooks matching every criterion given (a list matches any of its values).")
@@ -29,6 +61,9 @@ class NotebookFilterInput:
     has_images: bool | None = None
     min_cells: int | None = None
     max_cells: int | None = None
+    reproduction: ReproductionFilterInput | None = strawberry.field(
+        default=None, description="How the notebook's (latest) reproduction run went."
+    )
 
     def to_filter(self) -> f.NotebookFilter:
         return f.NotebookFilter(
@@ -37,6 +72,7 @@ class NotebookFilterInput:
             nbformat=_tuple(self.nbformat), source_kind=_tuple(self.source_kind),
             location_contains=self.location_contains, has_images=self.has_images,
             min_cells=self.min_cells, max_cells=self.max_cells,
+            reproduction=self.reproduction.to_filter() if self.reproduction is not None else None,
         )
 
 
@@ -103,6 +139,7 @@ def _check_mirrors() -> None:
     """Fail at import when an input and its filter dataclass drift apart."""
     pairs = [
         (NotebookFilterInput, f.NotebookFilter),
+        (ReproductionFilterInput, f.ReproductionFilter),
         (CellFilterInput, f.CellFilter),
         (OutputFilterInput, f.OutputFilter),
         (ImageFilterInput, f.ImageFilter),

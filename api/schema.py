@@ -27,6 +27,7 @@ from api import types as t
 from api.database import UserError
 from api.ids import db_id, parse_global_id
 from api.inputs import CellFilterInput, ImageFilterInput, NotebookFilterInput, OutputFilterInput
+from api.reproduce import ReproduceQuery
 from db.queries import browse, curate, facets, search
 from db.settings import Settings
 
@@ -48,13 +49,18 @@ def _count(info: Info, table: str, filter):
 
 
 @strawberry.type
-class Query:
+class Query(ReproduceQuery):
     @strawberry.field(description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> t.Node | None:
         type_name, key = parse_global_id(id)
         loaders = info.context.loaders
         if type_name == "Image":
             return await loaders.image.load(key.lower())
+        if type_name in ("Run", "RunRequest"):
+            from api.reproduce import loaders as run_loaders
+
+            found = run_loaders(info)
+            return await (found.run if type_name == "Run" else found.request).load(db_id(id, type_name))
         loader = {"Notebook": loaders.notebook, "Cell": loaders.cell, "Output": loaders.output, "Source": loaders.source}
         return await loader[type_name].load(db_id(id, type_name))
 

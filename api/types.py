@@ -9,7 +9,7 @@ import html
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from enum import Enum
-from typing import Generic, NewType, TypeVar
+from typing import Annotated, Generic, NewType, TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
@@ -197,6 +197,14 @@ class Cell(Node):
     async def notebook(self, info: Info) -> Notebook:
         return await _ctx(info).loaders.notebook.load(self.notebook_id)
 
+    @strawberry.field(description="This cell re-executed by reproduction runs, newest first: status, outputs, comparison.")
+    async def reproductions(
+        self, info: Info, request_id: strawberry.ID | None = None
+    ) -> list[Annotated["RunCell", strawberry.lazy("api.reproduce")]]:
+        from api.reproduce import reproductions_of_cell
+
+        return await reproductions_of_cell(info, self.db_id, request_id)
+
 
 @strawberry.type(description="A notebook file, identified by its content: the same file found twice is one notebook.")
 class Notebook(Node):
@@ -249,6 +257,14 @@ class Notebook(Node):
     async def ipynb_url(self) -> str:
         return f"/notebooks/{self.sha256}.ipynb"
 
+    @strawberry.field(description="Reproduction runs of this notebook (one per run request), newest request first.")
+    async def runs(
+        self, info: Info, request_id: strawberry.ID | None = None
+    ) -> list[Annotated["Run", strawberry.lazy("api.reproduce")]]:
+        from api.reproduce import runs_of_notebook
+
+        return await runs_of_notebook(info, self.db_id, request_id)
+
 
 @strawberry.enum(description="What full-text search looks in.")
 class SearchKind(Enum):
@@ -282,6 +298,10 @@ class FacetField(Enum):
     OUTPUT_TYPE = strawberry.enum_value("output_type", description="outputs by type")
     MIME_TYPE = strawberry.enum_value("mime_type", description="outputs by each mime type in their bundle")
     IMAGE_MIME = strawberry.enum_value("image_mime", description="distinct images by format")
+    RUN_STATUS = strawberry.enum_value("run_status", description="notebooks by how their latest reproduction run ended")
+    FAILURE_CLASS = strawberry.enum_value(
+        "failure_class", description="notebooks by why their latest reproduction run failed (null: it did not)"
+    )
 
 
 @strawberry.type(description="One value of a facet and how many things have it.")

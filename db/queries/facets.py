@@ -15,7 +15,7 @@ from sqlalchemy import Select, cast, desc, distinct, func, literal_column, selec
 from sqlalchemy.types import Text
 from sqlmodel import Session
 
-from db.queries.filters import NotebookFilter, cell_t, image_t, notebook_t, output_image_t, output_t, source_t
+from db.queries.filters import NotebookFilter, cell_t, image_t, notebook_t, output_image_t, output_t, run_t, source_t
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,24 @@ def _image_mime(filter: NotebookFilter | None) -> Select:
     return q.where(image_t.c.sha256.in_(drawn))
 
 
+def _latest_run(column_name: str) -> Callable[[NotebookFilter | None], Select]:
+    """Notebooks by a field of their latest reproduction run (notebooks never reproduced are not counted)."""
+
+    def build(filter: NotebookFilter | None) -> Select:
+        r, later = run_t.alias("r"), run_t.alias("r_later")
+        newer = select(literal_column("1")).select_from(later).where(
+            later.c.notebook_id == r.c.notebook_id, later.c.request_id > r.c.request_id
+        )
+        value = r.c[column_name].label("value")
+        return (
+            select(value, func.count().label("count"))
+            .where(~newer.exists(), *_in_notebooks(r.c.notebook_id, filter))
+            .group_by(value)
+        )
+
+    return build
+
+
 FACETS: dict[str, Facet] = {
     "source_kind": Facet("notebooks", _source_kind, "where notebooks were found: local, archive, kaggle"),
     "language": Facet("notebooks", _notebook_column(notebook_t.c.language), "the kernel's language"),
@@ -96,6 +114,8 @@ FACETS: dict[str, Facet] = {
     "output_type": Facet("outputs", _output_type, "execute_result, display_data, stream, error"),
     "mime_type": Facet("outputs", _mime_type, "every mime type in the outputs' bundles"),
     "image_mime": Facet("images", _image_mime, "distinct images by format"),
+    "run_status": Facet("notebooks", _latest_run("status"), "how the latest reproduction run ended"),
+    "failure_class": Facet("notebooks", _latest_run("failure_class"), "why the latest reproduction run failed"),
 }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, literal, select, true
 
-from db.models import Cell, Image, Notebook, Output, OutputImage, Source
+from db.models import Cell, Image, Notebook, Output, OutputImage, Run, Source
 
 notebook_t = Notebook.__table__
 cell_t = Cell.__table__
@@ -23,6 +23,7 @@ output_t = Output.__table__
 output_image_t = OutputImage.__table__
 image_t = Image.__table__
 source_t = Source.__table__
+run_t = Run.__table__
 
 
 def _like_pattern(text: str) -> str:
@@ -47,6 +48,38 @@ class _Filter:
 
 
 @dataclass(frozen=True)
+class ReproductionFilter(_Filter):
+    """Notebooks by how their reproduction went: the run of one of ``request_id`` when given, else
+    each notebook's latest run (a notebook never reproduced matches no criterion)."""
+
+    request_id: tuple[int, ...] | None = None
+    status: tuple[str, ...] | None = None  # ok | error | timeout | oom | killed | infrastructure_error
+    failure_class: tuple[str, ...] | None = None  # missing_module | missing_data_file | name_error | ...
+    ran_without_error: bool | None = None
+    same_results: bool | None = None
+    same_results_ignoring_images: bool | None = None
+    same_plots: bool | None = None
+
+    def where_notebook(self, n) -> ColumnElement[bool]:
+        r, later = run_t.alias("r"), run_t.alias("r_later")
+        conds: list[ColumnElement[bool]] = [r.c.notebook_id == n.c.id]
+        if self.request_id is not None:
+            conds.append(r.c.request_id.in_(self.request_id))
+        else:
+            newer = select(literal(1)).select_from(later).where(
+                later.c.notebook_id == r.c.notebook_id, later.c.request_id > r.c.request_id
+            )
+            conds.append(~exists(newer))
+        for name in ("status", "failure_class"):
+            if getattr(self, name) is not None:
+                conds.append(r.c[name].in_(getattr(self, name)))
+        for name in ("ran_without_error", "same_results", "same_results_ignoring_images", "same_plots"):
+            if getattr(self, name) is not None:
+                conds.append(r.c[name].is_(getattr(self, name)))
+        return exists(select(literal(1)).select_from(r).where(*conds))
+
+
+@dataclass(frozen=True)
 class NotebookFilter(_Filter):
     ids: tuple[int, ...] | None = None
     sha256: tuple[str, ...] | None = None
@@ -58,6 +91,7 @@ class NotebookFilter(_Filter):
     has_images: bool | None = None
     min_cells: int | None = None
     max_cells: int | None = None
+    reproduction: ReproductionFilter | None = None  # how its (latest) reproduction run went
 
     def where(self, n=notebook_t) -> list[ColumnElement[bool]]:
         conds: list[ColumnElement[bool]] = []
@@ -85,6 +119,8 @@ class NotebookFilter(_Filter):
             conds.append(n.c.n_cells >= self.min_cells)
         if self.max_cells is not None:
             conds.append(n.c.n_cells <= self.max_cells)
+        if self.reproduction is not None and not self.reproduction.is_empty():
+            conds.append(self.reproduction.where_notebook(n))
         return conds
 
     def notebook_ids(self):
@@ -201,7 +237,7 @@ def all_of(conds: list[ColumnElement[bool]]) -> ColumnElement[bool]:
 
 
 __all__ = [
-    "CellFilter", "FilterParamError", "ImageFilter", "NotebookFilter", "OutputFilter", "all_of", "filter_fields",
+    "CellFilter", "FilterParamError", "ImageFilter", "NotebookFilter", "OutputFilter", "ReproductionFilter", "all_of", "filter_fields",
     "filter_from_params",
 ]
 
