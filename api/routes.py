@@ -100,10 +100,8 @@ class _Sink(io.RawIOBase):
 
 
 def parquet_stream(batches: Iterator, schema) -> Iterator[bytes]:
-    import pyarrow.parquet as pq
-
     sink = _Sink()
-    writer = pq.ParquetWriter(sink, schema, compression="snappy")
+    writer = export.parquet_writer(sink, schema)
     try:
         for batch in batches:
             writer.write_batch(batch)
@@ -121,6 +119,8 @@ def export_stream(db: Database, table: str, fmt: str, filter, with_data: bool) -
     from sqlmodel import Session
 
     with Session(db.engine) as session:
+        if db.public:
+            export.allow_long_statements(session=session, ms=db.settings.export_statement_timeout_ms)
         if fmt == "parquet":
             batches = export.record_batches(session=session, table=table, filter=filter, with_data=with_data)
             yield from parquet_stream(batches, export.arrow_schema(table, with_data=with_data))

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     rate_limit_burst: int = 60  # public: token bucket size per client
     trust_proxy: bool = False  # honour X-Forwarded-For (only behind a proxy that sets it)
     thumbnail_max_width: int = 1024
+    export_statement_timeout_ms: int = 600_000  # public: an export is one long COPY
 
     @property
     def pgdata(self) -> Path:

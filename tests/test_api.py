@@ -361,6 +361,18 @@ def test_export_command_writes_what_the_route_serves(real_corpus_url, db, tmp_pa
     assert not out.with_name(out.name + ".part").exists()
 
 
+def test_ipynb_download_is_the_notebook_that_was_ingested(client, api_url):
+    import nbformat
+
+    path = REAL_CORPUS / PHRASE_FILE
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    url = client.query("query($s: String) { notebook(sha256: $s) { ipynbUrl } }", {"s": sha})["notebook"]["ipynbUrl"]
+    r = http_get(api_url + url)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-ipynb+json"
+    assert nbformat.reads(r.text, as_version=4) == nbformat.reads(path.read_text(), as_version=4)
+    assert http_get(f"{api_url}/notebooks/{'0' * 64}.ipynb").status_code == 404
+
+
 # --- writes cannot come in through inputs --------------------------------------------------------
 
 INJECTIONS = [

@@ -1,14 +1,16 @@
 """Bulk export of a whole table (or a filtered part of it) as Parquet record batches or NDJSON lines.
 
-GraphQL is the wrong tool for a million rows. Export reads through a server-side cursor, so memory
-stays flat whatever the size, and hands out Arrow record batches (for Parquet) or ready-made JSON
-lines (PostgreSQL writes the JSON itself with ``row_to_json``: one text value per row to move through
-Python). JSON columns (metadata, output data) are JSON text in Parquet, where a column needs one type,
-and nested JSON in NDJSON. Lists (mime types, tracebacks, image hashes) are Parquet lists.
+GraphQL is the wrong tool for a million rows. Export has PostgreSQL write each row as JSON
+(``row_to_json``) and streams it out with ``COPY ... TO STDOUT``: memory stays flat whatever the size,
+and Python does nothing per row. NDJSON is those lines as they come; Parquet is them parsed by
+Arrow's JSON reader into typed columns. JSON columns (metadata, output data) are JSON text in
+Parquet, where a column needs one type, and nested JSON in NDJSON. Lists (mime types, tracebacks,
+image hashes) are Parquet lists.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,58 +180,256 @@ def arrow_schema(table: str, *, with_data: bool = False):
     return pa.schema([pa.field(c.name, _arrow_type(c.arrow)) for c in _columns(TABLES[table], with_data)])
 
 
-def export_select(table: str, filter: Any = None, *, fmt: str = "parquet", with_data: bool = False) -> Select:
-    """The rows of an export, in key order. Parquet: one column per field; NDJSON: one JSON text per row."""
+def export_select(table: str, filter: Any = None, *, fmt: str = "ndjson", with_data: bool = False) -> Select:
+    """The rows of an export, in key order, shaped for one way of reading them.
+
+    * ``ndjson``: one JSON text per row (``row_to_json``): JSON columns nested, bytes in base64.
+    * ``csv``: for Parquet through Arrow's CSV reader: JSON columns as JSON text (a Parquet column
+      has one type), timestamps in ISO 8601, and the list columns together in one last column
+      ``_lists``, a JSON object per row ending in a newline (Arrow's JSON reader makes the lists).
+    * ``columns``: the plain columns (bytes included), for fetching and for the benchmark's baseline.
+    """
     spec = TABLES[table]
     if filter is not None and not isinstance(filter, spec.filter_class):
         raise TypeError(f"{table} takes a {spec.filter_class.__name__}, not {type(filter).__name__}")
+    if fmt not in ("ndjson", "csv", "columns"):
+        raise ValueError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     conds: list[ColumnElement[bool]] = filter.where() if filter is not None else []
     columns = _columns(spec, with_data)
-    if fmt == "parquet":
-        exprs = [(cast(c.sql, Text) if c.json else c.sql).label(c.name) for c in columns]
-        return select(*exprs).select_from(spec.table).where(*conds).order_by(spec.key)
-    if fmt == "ndjson":
-        exprs = []
-        for c in columns:
-            if c.arrow == "binary":  # JSON has no bytes: base64 on one line
-                exprs.append(func.translate(func.encode(c.sql, literal_column("'base64'")), literal_column("E'\\n'"), "").label(c.name))
-            else:
-                exprs.append(c.sql.label(c.name))
-        inner = select(*exprs).select_from(spec.table).where(*conds).order_by(spec.key).subquery("r")
-        return select(cast(func.row_to_json(literal_column("r")), Text).label("line")).select_from(inner)
-    raise ValueError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    exprs = []
+    lists = []
+    for c in columns:
+        if fmt == "csv" and c.arrow == "strings":
+            lists.append(c)
+        elif fmt == "csv" and c.json:
+            exprs.append(cast(c.sql, Text).label(c.name))
+        elif fmt == "csv" and c.arrow == "timestamp":
+            utc = func.timezone(literal_column("'UTC'"), c.sql)
+            exprs.append(func.to_char(utc, literal_column("'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'")).label(c.name))
+        elif fmt == "ndjson" and c.arrow == "binary":  # JSON has no bytes: base64 on one line
+            b64 = func.encode(c.sql, literal_column("'base64'"))
+            exprs.append(func.translate(b64, literal_column("E'\\n'"), "").label(c.name))
+        else:
+            exprs.append(c.sql.label(c.name))
+    if lists:
+        pairs = [x for c in lists for x in (literal_column(f"'{c.name}'"), c.sql)]
+        exprs.append((cast(func.json_build_object(*pairs), Text) + literal_column("E'\\n'")).label("_lists"))
+    rows = select(*exprs).select_from(spec.table).where(*conds).order_by(spec.key)
+    if fmt != "ndjson":
+        return rows
+    inner = rows.subquery("r")
+    return select(cast(func.row_to_json(literal_column("r")), Text).label("line")).select_from(inner)
 
 
-def _stream(session: Session, stmt: Select, batch_rows: int):
+def _copy_blocks(session: Session, stmt: Select, options: str = "") -> Iterator[bytes]:
+    """``COPY (stmt) TO STDOUT [options]``, as the blocks arrive, read ahead by a thread.
+
+    COPY streams as fast as PostgreSQL writes, with nothing per row in Python. It takes no
+    parameters: psycopg merges them into the statement on the client side, quoted."""
+    connection = session.connection()
+    compiled = stmt.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    dbapi = connection.connection.dbapi_connection
+    sql, params = f"COPY ({compiled}) TO STDOUT {options}", compiled.params
+
+    def read() -> Iterator[bytes]:
+        with dbapi.cursor() as cursor, cursor.copy(sql, params) as copy:
+            pending: list[bytes] = []
+            size = 0
+            for block in copy:  # PostgreSQL's blocks are small: hand them on ~1 MB at a time
+                pending.append(bytes(block))
+                size += len(block)
+                if size >= 1 << 20:
+                    yield b"".join(pending)
+                    pending, size = [], 0
+            if pending:
+                yield b"".join(pending)
+
+    yield from _read_ahead(read(), depth=4)
+
+
+def _copy_lines(session: Session, stmt: Select, chunk_bytes: int) -> Iterator[bytes]:
+    """COPY of a one-text-column SELECT, in chunks of whole lines of about ``chunk_bytes``. The text
+    format doubles every backslash (and would escape control characters, which JSON text never
+    holds raw): undoing that is one ``bytes.replace`` per chunk."""
+    pending: list[bytes] = []
+    size = 0
+    for block in _copy_blocks(session, stmt):
+        pending.append(block)
+        size += len(block)
+        if size >= chunk_bytes:
+            data = b"".join(pending)
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                yield data[:cut].replace(b"\\\\", b"\\")
+                pending, size = [data[cut:]], len(data) - cut
+    data = b"".join(pending)
+    if data:
+        yield data.replace(b"\\\\", b"\\")
+
+
+def _csv_chunks(blocks: Iterator[bytes], chunk_bytes: int) -> Iterator[bytes]:
+    """CSV blocks regrouped into chunks of whole rows. A newline ends a row when an even number of
+    quote characters precede it (CSV doubles quotes inside quoted values, so parity says whether
+    we are inside one); each stretch of the chunk is counted once."""
+    pending: list[bytes] = []
+    size = 0
+    for block in blocks:
+        pending.append(block)
+        size += len(block)
+        if size < chunk_bytes:
+            continue
+        data = b"".join(pending)
+        quotes = data.count(b'"')
+        end, after = len(data), 0
+        while True:
+            pos = data.rfind(b"\n", 0, end)
+            if pos < 0:
+                pending, size = [data], len(data)  # one row longer than the chunk: read on
+                break
+            after += data.count(b'"', pos + 1, end)
+            if (quotes - after) % 2 == 0:
+                yield data[: pos + 1]
+                pending, size = [data[pos + 1 :]], len(data) - pos - 1
+                break
+            end = pos
+    data = b"".join(pending)
+    if data:
+        yield data
+
+
+def _read_ahead(chunks: Iterator[bytes], depth: int) -> Iterator[bytes]:
+    """Run ``chunks`` in a thread, up to ``depth`` chunks ahead of the consumer (socket reads and
+    Arrow release the GIL, so reading, parsing and sending overlap)."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put(chunk, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+        finally:
+            chunks.close()
+
+    thread = threading.Thread(target=produce, name="nbatlas-export", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _python_batches(session: Session, stmt: Select, schema, batch_rows: int) -> Iterator:
+    """Record batches built from fetched rows: for bytes columns, which JSON cannot carry."""
+    import pyarrow as pa
+
     result = session.execute(stmt, execution_options={"stream_results": True, "yield_per": batch_rows})
     try:
-        yield from result.partitions(batch_rows)
+        for rows in result.partitions(batch_rows):
+            columns = list(zip(*rows))
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(col, type=field.type) for col, field in zip(columns, schema)], schema=schema
+            )
     finally:
         result.close()
 
 
-def record_batches(
-    *, session: Session, table: str, filter: Any = None, with_data: bool = False, batch_rows: int = 5000
-) -> Iterator:
-    """The export as Arrow record batches of at most ``batch_rows`` rows (none when nothing matches)."""
+def record_batches(*, session: Session, table: str, filter: Any = None, with_data: bool = False) -> Iterator:
+    """The export as Arrow record batches (none when nothing matches).
+
+    PostgreSQL writes the rows as CSV, COPY streams it, Arrow's CSV reader (C++, threaded) types the
+    columns as they come and its JSON reader builds the lists: next to nothing per row in Python.
+    Bytes (images ``with_data``) cannot travel in CSV: those rows are fetched."""
     import pyarrow as pa
+    import pyarrow.csv as pc
+    import pyarrow.json as pj
 
     schema = arrow_schema(table, with_data=with_data)
-    stmt = export_select(table, filter, fmt="parquet", with_data=with_data)
-    for rows in _stream(session, stmt, batch_rows):
-        columns = list(zip(*rows))
-        yield pa.RecordBatch.from_arrays(
-            [pa.array(col, type=field.type) for col, field in zip(columns, schema)], schema=schema
-        )
+    if any(pa.types.is_binary(f.type) for f in schema):
+        yield from _python_batches(session, export_select(table, filter, fmt="columns", with_data=with_data), schema, 2000)
+        return
+    scalars = [f for f in schema if not pa.types.is_list(f.type)]
+    lists = pa.schema([f for f in schema if pa.types.is_list(f.type)])
+    names = [f.name for f in scalars] + (["_lists"] if len(lists) else [])
+    types = {f.name: f.type for f in scalars} | ({"_lists": pa.string()} if len(lists) else {})
+    read = pc.ReadOptions(column_names=names, block_size=1 << 20)
+    parse = pc.ParseOptions(newlines_in_values=True)
+    # CSV writes NULL unquoted and empty text quoted: "" stays a string, nothing else is null
+    convert = pc.ConvertOptions(column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False)
+    blocks = _copy_blocks(session, export_select(table, filter, fmt="csv"), "WITH (FORMAT csv)")
+    try:
+        for chunk in _csv_chunks(blocks, 4 << 20):
+            try:
+                rows = pc.read_csv(pa.BufferReader(chunk), read_options=read, parse_options=parse, convert_options=convert)
+            except pa.ArrowInvalid:  # a row longer than Arrow's block (a big HTML table): one block
+                whole = pc.ReadOptions(column_names=names, block_size=len(chunk) + 1)
+                rows = pc.read_csv(pa.BufferReader(chunk), read_options=whole, parse_options=parse, convert_options=convert)
+            columns = {name: rows.column(name).combine_chunks() for name in names}
+            if len(lists):
+                # every _lists value ends in a newline: their concatenation is NDJSON, zero copies
+                text = columns.pop("_lists")
+                offsets = pa.Array.from_buffers(pa.int32(), len(text) + 1, [None, text.buffers()[1]], offset=text.offset)
+                data = text.buffers()[2][offsets[0].as_py():offsets[-1].as_py()]
+                parsed = pj.read_json(
+                    pa.BufferReader(data), read_options=pj.ReadOptions(block_size=max(1 << 20, len(data) + 1)),
+                    parse_options=pj.ParseOptions(explicit_schema=lists),
+                )
+                columns.update({f.name: parsed.column(f.name).combine_chunks() for f in lists})
+            yield pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
+    finally:
+        blocks.close()
 
 
 def ndjson_chunks(
-    *, session: Session, table: str, filter: Any = None, with_data: bool = False, batch_rows: int = 5000
+    *, session: Session, table: str, filter: Any = None, with_data: bool = False, chunk_bytes: int = 1 << 20
 ) -> Iterator[bytes]:
-    """The export as NDJSON, one object per line, in chunks of at most ``batch_rows`` lines."""
-    stmt = export_select(table, filter, fmt="ndjson", with_data=with_data)
-    for rows in _stream(session, stmt, batch_rows):
-        yield ("\n".join(row[0] for row in rows) + "\n").encode("utf-8")
+    """The export as NDJSON, one object per line, in chunks of whole lines."""
+    yield from _copy_lines(session, export_select(table, filter, fmt="ndjson", with_data=with_data), chunk_bytes)
+
+
+# columns with few distinct values: dictionary-encoded. Elsewhere (sources, output data) building
+# the dictionary costs several times the rest of the write and saves nothing
+DICTIONARY_COLUMNS = ("cell_type", "output_type", "language", "kernel_name", "mime", "name", "source_kinds", "mime_types")
+# min/max statistics where readers filter (DuckDB, polars and pyarrow skip row groups with them);
+# on long texts they cost time and help no one
+STATISTICS_COLUMNS = ("id", "notebook_id", "cell_id", "position", "sha256", "cell_type", "output_type", "mime",
+                      "size_bytes", "width", "height", "n_cells", "language")
+
+
+def parquet_writer(sink: Any, schema):
+    import pyarrow.parquet as pq
+
+    names = set(schema.names)
+    return pq.ParquetWriter(
+        sink, schema, compression="snappy",
+        use_dictionary=[c for c in DICTIONARY_COLUMNS if c in names],
+        write_statistics=[c for c in STATISTICS_COLUMNS if c in names],
+    )
+
+
+def allow_long_statements(*, session: Session, ms: int) -> None:
+    """Raise this transaction's statement timeout: an export is one long COPY, not many short queries."""
+    session.execute(select(func.set_config("statement_timeout", str(int(ms)), True)))
 
 
 def count_rows(*, session: Session, table: str, filter: Any = None) -> int:
@@ -255,7 +455,7 @@ def write_file(
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        with pq.ParquetWriter(sink, arrow_schema(table, with_data=with_data), compression="snappy") as writer:
+        with parquet_writer(sink, arrow_schema(table, with_data=with_data)) as writer:
             for batch in record_batches(session=session, table=table, filter=filter, with_data=with_data):
                 writer.write_batch(batch)
                 rows += batch.num_rows
@@ -281,7 +481,7 @@ def write_file(
 
 def copy_baseline_sql(session: Session, table: str, filter: Any = None) -> str:
     """The export's Parquet SELECT as literal SQL, for ``COPY (...) TO STDOUT`` (benchmarks only)."""
-    stmt = export_select(table, filter, fmt="parquet")
+    stmt = export_select(table, filter, fmt="columns")
     return str(stmt.compile(dialect=session.get_bind().dialect, compile_kwargs={"literal_binds": True}))
 
 
