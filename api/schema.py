@@ -276,7 +276,7 @@ def build_schema(*, public: bool, settings: Settings | None = None) -> strawberr
         mutation=None if public else Mutation,
         types=[t.Notebook, t.Cell, t.Output, t.Image, t.Source],
         extensions=public_extensions(settings) if public else [],
-        config=StrawberryConfig(),
+        config=StrawberryConfig(scalar_map=t.SCALARS),
     )
 
 

@@ -310,10 +310,11 @@ class FacetValue:
     count: int
 
 
-Long = strawberry.scalar(
-    NewType("Long", int), name="Long", description="An integer that may exceed 32 bits (byte counts).",
-    serialize=int, parse_value=int,
+Long = NewType("Long", int)
+LONG_SCALAR = strawberry.scalar(
+    name="Long", description="An integer that may exceed 32 bits (byte counts).", serialize=int, parse_value=int
 )
+SCALARS = {Long: LONG_SCALAR}  # for StrawberryConfig.scalar_map
 
 
 @strawberry.type(description="Counts of everything in the corpus (what `nbatlas stats` prints).")
