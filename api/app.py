@@ -19,6 +19,7 @@ from api.database import Database, make_api_engine
 from api.guards import BearerToken, BodySizeLimit, RateLimit
 from api.routes import build_router
 from api.schema import build_schema
+from api.workbench import mount_workbench
 from db.engine import make_engine
 from db.schema import ensure_schema
 from db.settings import Settings
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, *, public: bool | None = None) 
             max_image_pixels=settings.max_image_pixels,
         )
     )
+    mount_workbench(app, db, settings=settings, public=public)  # the study pages at /
     app.state.db = db
     app.state.public = public
 

@@ -271,9 +271,14 @@ class _Schema(strawberry.Schema):
 
 def build_schema(*, public: bool, settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
+    query, mutation = Query, None if public else Mutation
+    if not public:  # the study (samples, codebooks, coding) exists only on the private server
+        from api.workbench.graphql import with_study
+
+        query, mutation = with_study(query, mutation)
     return _Schema(
-        query=Query,
-        mutation=None if public else Mutation,
+        query=query,
+        mutation=mutation,
         types=[t.Notebook, t.Cell, t.Output, t.Image, t.Source],
         extensions=public_extensions(settings) if public else [],
         config=StrawberryConfig(scalar_map=t.SCALARS),
