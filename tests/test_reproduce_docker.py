@@ -320,7 +320,7 @@ def test_sigkill_a_worker_mid_run_then_another_finishes_with_one_result_each(
     folder.mkdir()
     for i in range(20):
         nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_code_cell(f"import time\ntime.sleep(1.5)\nprint({i} * {i})")]
+        nb.cells = [nbformat.v4.new_code_cell(f"import time\ntime.sleep(1)\nprint({i} * {i})")]
         nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
         nbformat.write(nb, folder / f"n{i:02d}.ipynb")
     with Session(eng) as session:

@@ -174,6 +174,7 @@ def reproduce_command(
         if deps.stopping.is_set():
             console.print(f"[yellow]interrupted:[/] the remaining jobs of request {submitted.request_id} stay queued; "
                           "`nbatlas worker --drain` continues them")
+            raise SystemExit(130)
     else:
         console.print("queued only: run `nbatlas worker` (here or on any machine using this database)")
     if as_json:
@@ -223,17 +224,16 @@ def jobs_command(as_json: bool = typer.Option(False, "--json", help="Print as JS
         print(json.dumps(data, default=str, indent=2))
         return
     table = Table(title="run requests")
-    for col in ("request", "backend / image", "notebooks", "results", "queued", "running", "ok", "error", "timeout",
-                "oom", "killed", "infra", "same results", "same plots"):
-        table.add_column(col, justify="left" if col in ("backend / image",) else "right")
+    for col in ("request", "backend", "image", "notebooks", "results", "queued", "running", "outcomes", "same results", "same plots"):
+        table.add_column(col, justify="left" if col in ("backend", "image", "outcomes") else "right")
     for rid, s in data["requests"].items():
         info = data["requests_info"].get(rid, {})
         queued = data["jobs"].get(rid, {})
+        outcomes = " ".join(f"[{style}]{key}[/] {s[key]}" for key, style in _STATUS_STYLE.items() if s.get(key))
         table.add_row(
-            str(rid), f"{info.get('backend')} {info.get('image')}", str(s["n_notebooks"]), str(s["n_runs"]),
-            str(queued.get("todo", 0)), str(queued.get("doing", 0)), str(s["ok"]), str(s["error"]), str(s["timeout"]),
-            str(s["oom"]), str(s["killed"]), str(s["infrastructure_error"]), str(s["same_results"]),
-            f"{s['same_plots']}/{s['with_plots']}",
+            str(rid), str(info.get("backend")), str(info.get("image")), str(s["n_notebooks"]), str(s["n_runs"]),
+            str(queued.get("todo", 0)), str(queued.get("doing", 0)), outcomes or "-", str(s["same_results"]),
+            f"{s['same_plots']} of {s['with_plots']}",
         )
     console.print(table)
     if data["workers"]:

@@ -183,11 +183,26 @@ def reproduce_one(deps: WorkerDeps, *, request_id: int, notebook_id: int, attemp
                 data_dir=Path(req.data_dir) if req.data_dir else None,
                 labels={"org.nbatlas.request": str(request_id), "org.nbatlas.notebook": str(notebook_id)},
             )
-            outcome = backend.run(spec)
+            try:
+                outcome = backend.run(spec)
+            except Exception as exc:  # noqa: BLE001 - the engine went away, a bug: recorded, never lost
+                if deps.stopping.is_set():
+                    raise WorkerInterrupted(str(exc)) from exc
+                log.exception("run of notebook %s failed in nbatlas itself", notebook_id)
+                now = time.time()
+                outcome = RunOutcome(backend=req.backend, status="infrastructure_error", image=req.image,
+                                     detail=f"{type(exc).__name__}: {exc}"[:2000], started_at=now, finished_at=now)
             if deps.stopping.is_set() and outcome.status in ("killed", "infrastructure_error", "timeout"):
                 raise WorkerInterrupted(f"notebook {notebook_id}: run cut short because the worker is stopping")
-    record = build_record(outcome=outcome, original=original, cell_ids=cell_ids, worker=deps.name,
-                          attempt=attempt, max_image_pixels=deps.max_image_pixels)
+    try:
+        record = build_record(outcome=outcome, original=original, cell_ids=cell_ids, worker=deps.name,
+                              attempt=attempt, max_image_pixels=deps.max_image_pixels)
+    except Exception as exc:  # noqa: BLE001 - keep the run's outcome even if scoring its outputs fails
+        log.exception("scoring the run of notebook %s failed", notebook_id)
+        outcome.notebook = None
+        outcome.detail = ((outcome.detail or "") + f" [outputs not stored: scoring failed: {type(exc).__name__}: {exc}]").strip()
+        record = build_record(outcome=outcome, original=original, cell_ids=cell_ids, worker=deps.name,
+                              attempt=attempt, max_image_pixels=deps.max_image_pixels)
     with Session(deps.engine) as session:
         run_id = q.store_run(session=session, request_id=request_id, notebook_id=notebook_id, record=record)
         session.commit()
