@@ -10,12 +10,32 @@ from typing import Annotated
 
 import strawberry
 
+from api.database import UserError
 from api.ids import db_id
+from db import vocab
 from db.queries import filters as f
 
 
 def _tuple(values):
     return tuple(values) if values is not None else None
+
+
+def _words(values, known: tuple[str, ...], what: str):
+    """A criterion whose values come from a vocabulary: a typo is an error, not an empty result."""
+    if values is None:
+        return None
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise UserError(f"unknown {what} {unknown[0]!r}; known: {', '.join(known)}")
+    return tuple(values)
+
+
+def _kinds(values):
+    return _words(values, vocab.PLOT_KINDS, "plot kind")
+
+
+def _stages(values):
+    return _words(values, vocab.STAGES, "stage")
 
 
 def _values(values):
@@ -61,6 +81,19 @@ class NotebookFilterInput:
     has_images: bool | None = None
     min_cells: int | None = None
     max_cells: int | None = None
+    library: list[str] | None = strawberry.field(
+        default=None, description="Imports or calls any of these top-level libraries (sklearn, xgboost, seaborn...)."
+    )
+    competition: list[str] | None = strawberry.field(
+        default=None, description="Kaggle: uses any of these competitions' data (slugs). The Kaggle criteria "
+        "(competition to miningRun) must all hold for one Kaggle record of the notebook."
+    )
+    dataset: list[str] | None = strawberry.field(default=None, description="Kaggle: uses any of these datasets (owner/slug).")
+    author: list[str] | None = strawberry.field(default=None, description="Kaggle user names.")
+    min_votes: int | None = strawberry.field(default=None, description="Kaggle votes, at least.")
+    max_votes: int | None = strawberry.field(default=None, description="Kaggle votes, at most.")
+    kaggle_origin: list[str] | None = strawberry.field(default=None, description="api | meta-kaggle-code | kgtorrent")
+    mining_run: list[int] | None = strawberry.field(default=None, description="Pulled or imported by these mining runs.")
     reproduction: ReproductionFilterInput | None = strawberry.field(
         default=None, description="How the notebook's (latest) reproduction run went."
     )
@@ -72,6 +105,9 @@ class NotebookFilterInput:
             nbformat=_tuple(self.nbformat), source_kind=_tuple(self.source_kind),
             location_contains=self.location_contains, has_images=self.has_images,
             min_cells=self.min_cells, max_cells=self.max_cells,
+            library=_tuple(self.library), competition=_tuple(self.competition), dataset=_tuple(self.dataset),
+            author=_tuple(self.author), min_votes=self.min_votes, max_votes=self.max_votes,
+            kaggle_origin=_tuple(self.kaggle_origin), mining_run=_tuple(self.mining_run),
             reproduction=self.reproduction.to_filter() if self.reproduction is not None else None,
         )
 
@@ -88,13 +124,22 @@ class CellFilterInput:
     executed: bool | None = strawberry.field(default=None, description="Has an execution count.")
     has_outputs: bool | None = None
     has_images: bool | None = None
+    library: list[str] | None = strawberry.field(default=None, description="Uses any of these top-level libraries.")
+    stage: list[str] | None = strawberry.field(default=None, description="ML pipeline stage: `vocabulary.stages`.")
+    plot_kind: list[str] | None = strawberry.field(default=None, description="Draws any of these: `vocabulary.plotKinds`.")
+    call: list[str] | None = strawberry.field(
+        default=None, description="Calls any of these, by resolved name (matplotlib.pyplot.plot, seaborn.heatmap)."
+    )
+    is_visualisation: bool | None = strawberry.field(default=None, description="Drew a figure or calls a plotting API.")
     notebook: NotebookFilterInput | None = strawberry.field(default=None, description="Only cells of these notebooks.")
 
     def to_filter(self) -> f.CellFilter:
         return f.CellFilter(
             ids=tuple(db_id(i, "Cell") for i in self.ids) if self.ids is not None else None,
             cell_type=_tuple(self.cell_type), source_contains=self.source_contains, executed=self.executed,
-            has_outputs=self.has_outputs, has_images=self.has_images, notebook=_notebook(self.notebook),
+            has_outputs=self.has_outputs, has_images=self.has_images, library=_tuple(self.library),
+            stage=_stages(self.stage), plot_kind=_kinds(self.plot_kind), call=_tuple(self.call),
+            is_visualisation=self.is_visualisation, notebook=_notebook(self.notebook),
         )
 
 
@@ -106,12 +151,13 @@ class OutputFilterInput:
     mime_type: list[str] | None = strawberry.field(default=None, description="Any of these in the bundle.")
     has_images: bool | None = None
     ename: list[str] | None = strawberry.field(default=None, description="Error outputs: the exception class.")
+    plot_kind: list[str] | None = strawberry.field(default=None, description="Shows a figure of any of these plot kinds.")
     notebook: NotebookFilterInput | None = None
 
     def to_filter(self) -> f.OutputFilter:
         return f.OutputFilter(
             output_type=_tuple(self.output_type), mime_type=_tuple(self.mime_type), has_images=self.has_images,
-            ename=_tuple(self.ename), notebook=_notebook(self.notebook),
+            ename=_tuple(self.ename), plot_kind=_kinds(self.plot_kind), notebook=_notebook(self.notebook),
         )
 
 
@@ -125,13 +171,39 @@ class ImageFilterInput:
     max_height: int | None = None
     min_bytes: int | None = None
     max_bytes: int | None = None
+    plot_kind: list[str] | None = strawberry.field(
+        default=None, description="Drawn as any of these plot kinds. Plot kind, stage, library and notebook must all "
+        "hold for one drawing of the image (an image two notebooks drew is judged drawing by drawing)."
+    )
+    stage: list[str] | None = strawberry.field(default=None, description="Drawn by a cell of one of these stages.")
+    library: list[str] | None = strawberry.field(
+        default=None, description="Drawn by a cell that uses any of these libraries (`notebook: {library:}` for the notebook's)."
+    )
     notebook: NotebookFilterInput | None = strawberry.field(default=None, description="Drawn by one of these notebooks.")
 
     def to_filter(self) -> f.ImageFilter:
         return f.ImageFilter(
             sha256=_tuple(self.sha256), mime=_tuple(self.mime), min_width=self.min_width, max_width=self.max_width,
             min_height=self.min_height, max_height=self.max_height, min_bytes=self.min_bytes,
-            max_bytes=self.max_bytes, notebook=_notebook(self.notebook),
+            max_bytes=self.max_bytes, plot_kind=_kinds(self.plot_kind), stage=_stages(self.stage),
+            library=_tuple(self.library), notebook=_notebook(self.notebook),
+        )
+
+
+@strawberry.input(name="PlotFilter", description="Figures matching every criterion given.")
+class PlotFilterInput:
+    plot_kind: list[str] | None = strawberry.field(default=None, description="Any of these: `vocabulary.plotKinds`.")
+    stage: list[str] | None = strawberry.field(default=None, description="The stage of the cell that drew it.")
+    library: list[str] | None = strawberry.field(default=None, description="The cell that drew it uses any of these libraries.")
+    call: list[str] | None = strawberry.field(default=None, description="Any of these among its plotting calls (seaborn.heatmap).")
+    interactive: bool | None = None
+    mime: list[str] | None = None
+    notebook: NotebookFilterInput | None = strawberry.field(default=None, description="Drawn by one of these notebooks.")
+
+    def to_filter(self) -> f.PlotFilter:
+        return f.PlotFilter(
+            plot_kind=_kinds(self.plot_kind), stage=_stages(self.stage), library=_tuple(self.library),
+            call=_tuple(self.call), interactive=self.interactive, mime=_tuple(self.mime), notebook=_notebook(self.notebook),
         )
 
 
@@ -143,6 +215,7 @@ def _check_mirrors() -> None:
         (CellFilterInput, f.CellFilter),
         (OutputFilterInput, f.OutputFilter),
         (ImageFilterInput, f.ImageFilter),
+        (PlotFilterInput, f.PlotFilter),
     ]
     for graphql_input, dataclass in pairs:
         theirs = {x.name for x in fields(dataclass)}

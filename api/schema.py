@@ -27,7 +27,9 @@ from api import types as t
 from api.database import UserError
 from api.ids import db_id, parse_global_id
 from api.inputs import CellFilterInput, ImageFilterInput, NotebookFilterInput, OutputFilterInput
+from api.kaggle import KaggleQuery
 from api.reproduce import ReproduceQuery
+from api.understand import UnderstandQuery
 from db.queries import browse, curate, facets, search
 from db.settings import Settings
 
@@ -49,7 +51,7 @@ def _count(info: Info, table: str, filter):
 
 
 @strawberry.type
-class Query(ReproduceQuery):
+class Query(ReproduceQuery, UnderstandQuery, KaggleQuery):
     @strawberry.field(description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> t.Node | None:
         type_name, key = parse_global_id(id)

@@ -97,6 +97,12 @@ class Source(Node):
     async def notebook(self, info: Info) -> Notebook:
         return await _ctx(info).loaders.notebook.load(self.notebook_id)
 
+    @strawberry.field(description="Kaggle metadata of this place, for Kaggle kernels and archive members.")
+    async def kaggle(self, info: Info) -> Annotated["KaggleKernel", strawberry.lazy("api.kaggle")] | None:
+        from api.kaggle import source_kaggle
+
+        return await source_kaggle(info, self.db_id)
+
 
 @strawberry.type(description="An image an output showed (a plot, usually), stored once however many outputs show it.")
 class Image(Node):
@@ -124,6 +130,25 @@ class Image(Node):
     async def outputs(self, info: Info, first: int = 10) -> list[Output]:
         first = _ctx(info).page_size(first)
         return await _ctx(info).loaders.outputs_of_image.load((self.sha256, first))
+
+    @strawberry.field(description="Every drawing of this image: plot kinds with evidence, the cell that drew it, context.")
+    async def plots(self, info: Info, first: int | None = None) -> list[Annotated["Plot", strawberry.lazy("api.understand")]]:
+        from api.understand import image_plots
+
+        ctx = _ctx(info)
+        return (await image_plots(info, self.sha256))[: ctx.page_size(first, default=ctx.max_page_size)]
+
+    @strawberry.field(description="Its plot kinds, over all its drawings (details and evidence in `plots`).")
+    async def plot_kinds(self, info: Info) -> list[str]:
+        from api.understand import image_plot_kinds
+
+        return await image_plot_kinds(info, self.sha256)
+
+    @strawberry.field(description="The markdown around the cell that (first) drew it.")
+    async def context(self, info: Info) -> Annotated["PlotContext", strawberry.lazy("api.understand")] | None:
+        from api.understand import image_context
+
+        return await image_context(info, self.sha256)
 
 
 @strawberry.type(description="One output of a code cell: a result, a display, a stream or an error.")
@@ -156,6 +181,12 @@ class Output(Node):
     @strawberry.field(description="The images of the bundle (PNG, JPEG, GIF, SVG).")
     async def images(self, info: Info) -> list[Image]:
         return await _ctx(info).loaders.images_of_output.load(self.db_id)
+
+    @strawberry.field(description="The figures the output shows, with plot kinds and evidence (one per mime type).")
+    async def plots(self, info: Info) -> list[Annotated["Plot", strawberry.lazy("api.understand")]]:
+        from api.understand import output_plots
+
+        return await output_plots(info, self.db_id)
 
     @strawberry.field
     async def cell(self, info: Info) -> Cell:
@@ -192,6 +223,35 @@ class Cell(Node):
         if self.cell_type != "code":
             return []
         return await _ctx(info).loaders.outputs_of_cell.load(self.db_id)
+
+    @strawberry.field(
+        description="What the code analyser found: imports, resolved calls, libraries, stage, plot kinds (null: not analysed)."
+    )
+    async def analysis(self, info: Info) -> Annotated["CodeAnalysis", strawberry.lazy("api.understand")] | None:
+        from api.understand import cell_analysis
+
+        return await cell_analysis(info, self.db_id)
+
+    @strawberry.field(description="Top-level libraries the cell imports or calls (`analysis.libraries`).")
+    async def libraries(self, info: Info) -> list[str]:
+        from api.understand import cell_analysis
+
+        found = await cell_analysis(info, self.db_id)
+        return found.libraries if found is not None else []
+
+    @strawberry.field(description="ML pipeline stage (`analysis.stage`; null: not analysed).")
+    async def stage(self, info: Info) -> str | None:
+        from api.understand import cell_analysis
+
+        found = await cell_analysis(info, self.db_id)
+        return found.stage if found is not None else None
+
+    @strawberry.field(description="Plot kinds of the figures the cell drew (`analysis.plotKinds`).")
+    async def plot_kinds(self, info: Info) -> list[str]:
+        from api.understand import cell_analysis
+
+        found = await cell_analysis(info, self.db_id)
+        return found.plot_kinds if found is not None else []
 
     @strawberry.field
     async def notebook(self, info: Info) -> Notebook:
@@ -257,6 +317,18 @@ class Notebook(Node):
     async def ipynb_url(self) -> str:
         return f"/notebooks/{self.sha256}.ipynb"
 
+    @strawberry.field(description="Top-level libraries the notebook imports or calls (null: not analysed).")
+    async def libraries(self, info: Info) -> list[str] | None:
+        from api.understand import notebook_libraries
+
+        return await notebook_libraries(info, self.db_id)
+
+    @strawberry.field(description="Kaggle metadata, one per Kaggle kernel or archive member it was found as, most voted first.")
+    async def kaggle(self, info: Info) -> list[Annotated["KaggleKernel", strawberry.lazy("api.kaggle")]]:
+        from api.kaggle import notebook_kaggle
+
+        return await notebook_kaggle(info, self.db_id)
+
     @strawberry.field(description="Reproduction runs of this notebook (one per run request), newest request first.")
     async def runs(
         self, info: Info, request_id: strawberry.ID | None = None
@@ -298,6 +370,13 @@ class FacetField(Enum):
     OUTPUT_TYPE = strawberry.enum_value("output_type", description="outputs by type")
     MIME_TYPE = strawberry.enum_value("mime_type", description="outputs by each mime type in their bundle")
     IMAGE_MIME = strawberry.enum_value("image_mime", description="distinct images by format")
+    LIBRARY = strawberry.enum_value("library", description="notebooks by each top-level library they import or call")
+    PLOT_KIND = strawberry.enum_value("plot_kind", description="figures (outputs showing a plot) by each plot kind")
+    STAGE = strawberry.enum_value("stage", description="code cells by ML pipeline stage")
+    COMPETITION = strawberry.enum_value("competition", description="notebooks by each Kaggle competition whose data they use")
+    AUTHOR = strawberry.enum_value("author", description="notebooks by Kaggle author")
+    VOTES = strawberry.enum_value("votes", description="notebooks by Kaggle votes: 0, 1-9, 10-99, 100-999, 1000+")
+    KAGGLE_ORIGIN = strawberry.enum_value("kaggle_origin", description="notebooks by how their Kaggle metadata came: api, meta-kaggle-code, kgtorrent")
     RUN_STATUS = strawberry.enum_value("run_status", description="notebooks by how their latest reproduction run ended")
     FAILURE_CLASS = strawberry.enum_value(
         "failure_class", description="notebooks by why their latest reproduction run failed (null: it did not)"

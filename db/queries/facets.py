@@ -16,6 +16,7 @@ from sqlalchemy.types import Text
 from sqlmodel import Session
 
 from db.queries.filters import NotebookFilter, cell_t, image_t, notebook_t, output_image_t, output_t, run_t, source_t
+from db.queries.filters import cell_analysis_t, notebook_analysis_t, output_plot_t
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,42 @@ def _latest_run(column_name: str) -> Callable[[NotebookFilter | None], Select]:
     return build
 
 
+def _library(filter: NotebookFilter | None) -> Select:
+    na = notebook_analysis_t
+    lib = func.unnest(na.c.libraries).table_valued("value").render_derived(name="l")
+    value = lib.c.value.label("value")
+    return (
+        select(value, func.count(distinct(na.c.notebook_id)).label("count"))
+        .select_from(na.join(lib, literal_column("true")))
+        .where(*_in_notebooks(na.c.notebook_id, filter))
+        .group_by(value)
+    )
+
+
+def _plot_kind(filter: NotebookFilter | None) -> Select:
+    p = output_plot_t
+    kind = func.unnest(p.c.plot_kinds).table_valued("value").render_derived(name="k")
+    value = kind.c.value.label("value")
+    # an output showing one plot as PNG and SVG is one figure
+    return (
+        select(value, func.count(distinct(p.c.output_id)).label("count"))
+        .select_from(p.join(kind, literal_column("true")))
+        .where(*_in_notebooks(p.c.notebook_id, filter))
+        .group_by(value)
+    )
+
+
+def _stage(filter: NotebookFilter | None) -> Select:
+    ca = cell_analysis_t
+    value = ca.c.stage.label("value")
+    return (
+        select(value, func.count().label("count"))
+        .select_from(ca.join(cell_t, cell_t.c.id == ca.c.cell_id))
+        .where(cell_t.c.cell_type == "code", *_in_notebooks(ca.c.notebook_id, filter))
+        .group_by(value)
+    )
+
+
 FACETS: dict[str, Facet] = {
     "source_kind": Facet("notebooks", _source_kind, "where notebooks were found: local, archive, kaggle"),
     "language": Facet("notebooks", _notebook_column(notebook_t.c.language), "the kernel's language"),
@@ -114,16 +151,27 @@ FACETS: dict[str, Facet] = {
     "output_type": Facet("outputs", _output_type, "execute_result, display_data, stream, error"),
     "mime_type": Facet("outputs", _mime_type, "every mime type in the outputs' bundles"),
     "image_mime": Facet("images", _image_mime, "distinct images by format"),
+    "library": Facet("notebooks", _library, "top-level libraries the notebooks import or call"),
+    "plot_kind": Facet("figures", _plot_kind, "figures (outputs showing a plot) by plot kind; one may have several"),
+    "stage": Facet("cells", _stage, "code cells by ML pipeline stage"),
     "run_status": Facet("notebooks", _latest_run("status"), "how the latest reproduction run ended"),
     "failure_class": Facet("notebooks", _latest_run("failure_class"), "why the latest reproduction run failed"),
 }
+
+
+def all_facets() -> dict[str, Facet]:
+    """FACETS plus the Kaggle ones (competition, author, votes, kaggle_origin), which
+    ``db.queries.kaggle`` builds on this module and so are looked up late."""
+    from db.queries.kaggle import KAGGLE_FACETS
+
+    return {**FACETS, **KAGGLE_FACETS}
 
 
 def facet_counts(
     *, session: Session, field: str, filter: NotebookFilter | None = None, first: int = 100
 ) -> list[tuple[str | None, int]]:
     """The ``first`` most frequent values of facet ``field`` (most frequent first; null is a value)."""
-    facet = FACETS[field]
+    facet = all_facets()[field]
     sub = facet.build(filter).subquery("f")
     q = select(sub.c.value, sub.c.count).order_by(desc(sub.c.count), sub.c.value).limit(first)
     return [(value, int(n)) for value, n in session.execute(q)]

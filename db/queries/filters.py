@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, literal, select, true
 
 from db.models import Cell, Image, Notebook, Output, OutputImage, Run, Source
+from db.models.understand import CellAnalysis, NotebookAnalysis, OutputPlot
 
 notebook_t = Notebook.__table__
 cell_t = Cell.__table__
@@ -23,6 +24,9 @@ output_t = Output.__table__
 output_image_t = OutputImage.__table__
 image_t = Image.__table__
 source_t = Source.__table__
+cell_analysis_t = CellAnalysis.__table__
+notebook_analysis_t = NotebookAnalysis.__table__
+output_plot_t = OutputPlot.__table__
 run_t = Run.__table__
 
 
@@ -30,6 +34,23 @@ def _like_pattern(text: str) -> str:
     """A substring pattern for ILIKE with the user's own % and _ taken literally."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+
+def _analysis_conditions(ca, *, library=None, stage=None, plot_kind=None, call=None, is_visualisation=None):
+    """Conditions on a cell's code analysis (``ca``: an alias of cell_analysis)."""
+    conds: list[ColumnElement[bool]] = []
+    if library is not None:
+        conds.append(ca.c.libraries.overlap(list(library)))
+    if stage is not None:
+        conds.append(ca.c.stage.in_(stage))
+    if plot_kind is not None:
+        conds.append(ca.c.plot_kinds.overlap(list(plot_kind)))
+    if call is not None:
+        conds.append(ca.c.call_names.overlap(list(call)))
+    if is_visualisation is not None:
+        conds.append(ca.c.is_visualisation.is_(is_visualisation))
+    return conds
 
 
 class _Filter:
@@ -91,6 +112,15 @@ class NotebookFilter(_Filter):
     has_images: bool | None = None
     min_cells: int | None = None
     max_cells: int | None = None
+    library: tuple[str, ...] | None = None  # imports or calls any of these top-level libraries (sklearn, xgboost...)
+    # Kaggle metadata: a notebook matches when one of its Kaggle rows meets every Kaggle criterion
+    competition: tuple[str, ...] | None = None  # uses any of these competitions' data (slugs)
+    dataset: tuple[str, ...] | None = None  # uses any of these datasets (owner/slug)
+    author: tuple[str, ...] | None = None  # Kaggle user names
+    min_votes: int | None = None
+    max_votes: int | None = None
+    kaggle_origin: tuple[str, ...] | None = None  # api | meta-kaggle-code | kgtorrent
+    mining_run: tuple[int, ...] | None = None  # pulled or imported by these mining runs
     reproduction: ReproductionFilter | None = None  # how its (latest) reproduction run went
 
     def where(self, n=notebook_t) -> list[ColumnElement[bool]]:
@@ -119,9 +149,26 @@ class NotebookFilter(_Filter):
             conds.append(n.c.n_cells >= self.min_cells)
         if self.max_cells is not None:
             conds.append(n.c.n_cells <= self.max_cells)
+        if self.library is not None:
+            na = notebook_analysis_t.alias("na")
+            conds.append(exists(select(literal(1)).select_from(na).where(
+                na.c.notebook_id == n.c.id, na.c.libraries.overlap(list(self.library)))))
+        kaggle = self.kaggle_filter()
+        if kaggle is not None:
+            conds += kaggle.where(n)
         if self.reproduction is not None and not self.reproduction.is_empty():
             conds.append(self.reproduction.where_notebook(n))
         return conds
+
+    def kaggle_filter(self):
+        """The Kaggle criteria as a ``db.queries.kaggle.KaggleFilter``, None when there are none."""
+        from db.queries.kaggle import KaggleFilter  # it builds on this module
+
+        found = KaggleFilter(
+            competition=self.competition, dataset=self.dataset, author=self.author, min_votes=self.min_votes,
+            max_votes=self.max_votes, origin=self.kaggle_origin, mining_run=self.mining_run,
+        )
+        return None if found.is_empty() else found
 
     def notebook_ids(self):
         """A subquery of the matching notebooks' ids, for filters on their cells, outputs and images."""
@@ -144,6 +191,12 @@ class CellFilter(_Filter):
     executed: bool | None = None  # has an execution count
     has_outputs: bool | None = None
     has_images: bool | None = None
+    # code understanding (cells never analysed match none of these)
+    library: tuple[str, ...] | None = None  # uses any of these top-level libraries
+    stage: tuple[str, ...] | None = None  # ML pipeline stage (db.vocab.STAGES)
+    plot_kind: tuple[str, ...] | None = None  # draws any of these plot kinds (db.vocab.PLOT_KINDS)
+    call: tuple[str, ...] | None = None  # calls any of these, by resolved name (matplotlib.pyplot.plot)
+    is_visualisation: bool | None = None  # drew a figure or calls a plotting API
     notebook: NotebookFilter | None = None
 
     def where(self, c=cell_t) -> list[ColumnElement[bool]]:
@@ -166,6 +219,12 @@ class CellFilter(_Filter):
                 .where(output_t.c.cell_id == c.c.id)
             )
             conds.append(has if self.has_images else ~has)
+        understood = _analysis_conditions(
+            ca := cell_analysis_t.alias("ca"), library=self.library, stage=self.stage, plot_kind=self.plot_kind,
+            call=self.call, is_visualisation=self.is_visualisation,
+        )
+        if understood:
+            conds.append(exists(select(literal(1)).select_from(ca).where(ca.c.cell_id == c.c.id, *understood)))
         conds += _within_notebooks(c.c.notebook_id, self.notebook)
         return conds
 
@@ -176,6 +235,7 @@ class OutputFilter(_Filter):
     mime_type: tuple[str, ...] | None = None  # any of these in the output's bundle
     has_images: bool | None = None
     ename: tuple[str, ...] | None = None  # error outputs: the exception class
+    plot_kind: tuple[str, ...] | None = None  # shows a figure of any of these plot kinds
     notebook: NotebookFilter | None = None
 
     def where(self, o=output_t) -> list[ColumnElement[bool]]:
@@ -189,6 +249,10 @@ class OutputFilter(_Filter):
             conds.append(has if self.has_images else ~has)
         if self.ename is not None:
             conds.append(o.c.ename.in_(self.ename))
+        if self.plot_kind is not None:
+            p = output_plot_t.alias("p")
+            conds.append(exists(select(literal(1)).select_from(p).where(
+                p.c.output_id == o.c.id, p.c.plot_kinds.overlap(list(self.plot_kind)))))
         conds += _within_notebooks(o.c.notebook_id, self.notebook)
         return conds
 
@@ -203,6 +267,10 @@ class ImageFilter(_Filter):
     max_height: int | None = None
     min_bytes: int | None = None
     max_bytes: int | None = None
+    # how it was drawn: one drawing of the image meets all of these (and the notebook filter, when given)
+    plot_kind: tuple[str, ...] | None = None
+    stage: tuple[str, ...] | None = None  # of the cell that drew it
+    library: tuple[str, ...] | None = None  # the cell that drew it uses any of these libraries
     notebook: NotebookFilter | None = None  # images drawn by at least one matching notebook
 
     def where(self, i=image_t) -> list[ColumnElement[bool]]:
@@ -220,7 +288,11 @@ class ImageFilter(_Filter):
                 conds.append(column >= low)
             if high is not None:
                 conds.append(column <= high)
-        if self.notebook is not None and not self.notebook.is_empty():
+        drawn = PlotFilter(plot_kind=self.plot_kind, stage=self.stage, library=self.library, notebook=self.notebook)
+        if any(v is not None for v in (self.plot_kind, self.stage, self.library)):
+            p = output_plot_t.alias("p")
+            conds.append(exists(select(literal(1)).select_from(p).where(p.c.image_sha256 == i.c.sha256, *drawn.where(p))))
+        elif self.notebook is not None and not self.notebook.is_empty():
             oi, o = output_image_t.alias("oi"), output_t.alias("o")
             conds.append(
                 exists(
@@ -229,6 +301,36 @@ class ImageFilter(_Filter):
                     .where(oi.c.image_sha256 == i.c.sha256, *_within_notebooks(o.c.notebook_id, self.notebook))
                 )
             )
+        return conds
+
+
+@dataclass(frozen=True)
+class PlotFilter(_Filter):
+    """Figures: what an output shows that the analyser recognised as a plot (an image, or an
+    interactive plotly/bokeh/vega figure), one per output and mime type."""
+
+    plot_kind: tuple[str, ...] | None = None  # any of these (db.vocab.PLOT_KINDS)
+    stage: tuple[str, ...] | None = None  # the stage of the cell that drew it
+    library: tuple[str, ...] | None = None  # the cell that drew it uses any of these libraries
+    call: tuple[str, ...] | None = None  # any of these among its plotting calls (seaborn.heatmap)
+    interactive: bool | None = None
+    mime: tuple[str, ...] | None = None
+    notebook: NotebookFilter | None = None
+
+    def where(self, p=output_plot_t) -> list[ColumnElement[bool]]:
+        conds: list[ColumnElement[bool]] = []
+        if self.plot_kind is not None:
+            conds.append(p.c.plot_kinds.overlap(list(self.plot_kind)))
+        if self.call is not None:
+            conds.append(p.c.plot_calls.overlap(list(self.call)))
+        if self.interactive is not None:
+            conds.append(p.c.interactive.is_(self.interactive))
+        if self.mime is not None:
+            conds.append(p.c.mime.in_(self.mime))
+        cell = _analysis_conditions(ca := cell_analysis_t.alias("ca"), library=self.library, stage=self.stage)
+        if cell:
+            conds.append(exists(select(literal(1)).select_from(ca).where(ca.c.cell_id == p.c.cell_id, *cell)))
+        conds += _within_notebooks(p.c.notebook_id, self.notebook)
         return conds
 
 
