@@ -109,6 +109,23 @@ def test_text_normalisation():
     assert texts_equivalent("CPU times: user 5 ms\nWall time: 3.1 ms\n42", "CPU times: user 9 ms\nWall time: 8 ms\n42")
     assert not texts_equivalent("accuracy 0.81", "accuracy 0.79")
     assert not texts_equivalent("rows: 891", "rows: 890")  # integers are exact
+    assert texts_equivalent("Random seed: 8731\nscore 0.5", "Random seed: 12\nscore 0.5")
+
+
+def test_a_difference_in_an_unseeded_random_cell_is_flagged():
+    """jakevdp's pandas notebook builds a DataFrame from np.random.rand without a seed: a rerun
+    prints other numbers, and the score says that cell's difference may be chance."""
+    nb = _read("jakevdp__PythonDataScienceHandbook__notebooks__03.01-Introducing-Pandas-Objects.ipynb")
+    position = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and "np.random.rand" in "".join(c["source"])
+                    and any(o.get("output_type") == "execute_result" for o in c.get("outputs", [])))
+    rerun = copy.deepcopy(nb)
+    out = next(o for o in rerun["cells"][position]["outputs"] if o.get("output_type") == "execute_result")
+    out["data"]["text/plain"] = "".join(out["data"]["text/plain"]).replace("0.", "0.9")
+    statuses = {i: "ok" for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"}
+    score = score_notebook(nb, rerun, statuses, "ok")
+    cell = score.cells[position]
+    assert cell.comparison == "different" and cell.details.get("unseeded_random") is True
+    assert not any(c.details.get("unseeded_random") for c in score.cells if c.position != position)
 
 
 def test_failure_classes_of_the_errors_in_the_real_corpus():

@@ -1,10 +1,12 @@
 """Did the notebook reproduce? Compare outputs cell by cell, score the notebook, classify failures.
 
 Texts are compared after normalisation: ANSI colour codes, memory addresses, timestamps,
-timings and progress bars are masked, and numbers written with a fraction or exponent are
+timings, progress bars and printed seeds are masked, and numbers written with a fraction or exponent are
 equal within a relative tolerance (float noise from another BLAS, library or CPU). What a
 notebook writes to stderr (warnings, mostly version-specific deprecations) is kept but not
-compared. The text/plain of an output that carries an image (``<Figure size 640x480 ...>``)
+compared. A cell that differs and draws random numbers with no seed visible before it is flagged
+(``details.unseeded_random``): chance, rather than a failure to reproduce. The text/plain of an
+output that carries an image (``<Figure size 640x480 ...>``)
 stands for the image and is not compared as text: the image is.
 
 Images are compared by perceptual hash (64-bit DCT pHash, as ``imagehash.phash``; the same
@@ -44,6 +46,12 @@ _TIMING = re.compile(
 )
 _PROGRESS = re.compile(r"^.*\d+%\|.*$", re.MULTILINE)  # tqdm bars
 _TEMP_PATH = re.compile(r"/tmp/[\w.-]+")
+# a seed the output shows ("Random seed: 8731", "seed=42"): a different one is not a different result
+_SEED = re.compile(r"\b((?:random[_ ]?)?seed\b\s*(?:[:=]|is|set to)?\s*)\d+", re.IGNORECASE)
+# calls that draw random numbers, and the calls that seed them
+_RANDOM_CALL = re.compile(r"\b(?:np\.random|numpy\.random|random|torch|tf\.random)\.(?!seed\b|set_seed\b|manual_seed\b|RandomState\b|default_rng\b)\w+\(|"
+                          r"\b(?:train_test_split|KFold|shuffle|RandomForest\w*|sample)\(")
+_SEEDING = re.compile(r"\b(?:seed|set_seed|manual_seed|RandomState|default_rng)\(\s*\d|random_state\s*=\s*\d")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 _WS_LINE = re.compile(r"[ \t]+$", re.MULTILINE)
 
@@ -57,6 +65,7 @@ def normalise_text(text: str) -> str:
     text = _TIME.sub("<time>", text)
     text = _ADDRESS.sub("0x<address>", text)
     text = _TEMP_PATH.sub("/tmp/<path>", text)
+    text = _SEED.sub(lambda m: m.group(1) + "<seed>", text)
     text = _WS_LINE.sub("", text)
     return text.strip()
 
@@ -320,14 +329,27 @@ def compare_cell(position: int, original: dict[str, Any], reproduced: dict[str, 
     return score
 
 
+def uses_unseeded_randomness(source: str, earlier: str) -> bool:
+    """The cell draws random numbers and nothing before it (or in it) visibly seeds a generator:
+    a difference there may be chance, not a failure to reproduce."""
+    return bool(_RANDOM_CALL.search(source)) and not _SEEDING.search(earlier + "\n" + source)
+
+
 def score_notebook(original: dict[str, Any], executed: dict[str, Any] | None, cell_status: dict[int, str], run_status: str) -> NotebookScore:
     """Compare the original notebook with the executed one (both nbformat 4 dicts, same cells)."""
     original_cells = original.get("cells") or []
     executed_cells = (executed or {}).get("cells") or []
     cells: list[CellScore] = []
+    earlier = ""
     for position, cell in enumerate(original_cells):
         reproduced = executed_cells[position] if position < len(executed_cells) else None
-        cells.append(compare_cell(position, cell, reproduced, cell_status.get(position)))
+        score = compare_cell(position, cell, reproduced, cell_status.get(position))
+        if cell.get("cell_type") == "code":
+            source = _joined(cell.get("source"))
+            if score.comparison == "different" and uses_unseeded_randomness(source, earlier):
+                score.details["unseeded_random"] = True
+            earlier += "\n" + source
+        cells.append(score)
     compared = [c for c in cells if c.comparison in ("same", "different", "missing")]
     with_images = [c for c in compared if c.n_images_original]
     ok = run_status == "ok"
