@@ -11,6 +11,7 @@ every notebook analysed by an older version.
 from __future__ import annotations
 
 import ast
+import gc
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +116,19 @@ def analyze_cells(cells: list[Any], *, language: str | None = None) -> NotebookF
     ``language``: the kernel's language; code in another language than Python (Julia, R) is not
     parsed, its cells are marked as such and only its figure outputs are recorded.
     """
+    # syntax trees are many small acyclic objects that reference counting frees: the cyclic collector
+    # would only rescan the whole heap (the notebook being parsed) again and again, up to half the
+    # analysis time on big generated cells
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _analyze_cells(cells, language)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _analyze_cells(cells: list[Any], language: str | None) -> NotebookFacts:
     foreign = language is not None and language not in ("python", "python2", "python3", "ipython", "ipython3")
     scope = Scope()
     facts: list[CellFacts] = []

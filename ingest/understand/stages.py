@@ -68,9 +68,25 @@ class StageResult:
     evidence: list[str]
 
 
+# pattern -> {call name: matches}; call names repeat across cells and notebooks, the regexes are the cost
+_MATCHES: dict[re.Pattern, dict[str, bool]] = {}
+
+
+def _matches(pattern: re.Pattern, name: str) -> bool:
+    memo = _MATCHES.get(pattern)
+    if memo is None:
+        memo = _MATCHES[pattern] = {}
+    hit = memo.get(name)
+    if hit is None:
+        if len(memo) > 50_000:  # a worker lives for a whole corpus: keep the memo bounded
+            memo.clear()
+        hit = memo[name] = pattern.search(name) is not None
+    return hit
+
+
 def _has(calls: list[Call], pattern: re.Pattern) -> Call | None:
     for c in calls:
-        if pattern.search(c.name):
+        if _matches(pattern, c.name):
             return c
     return None
 
@@ -140,7 +156,8 @@ def stage_of_code(
     live_text = " ".join(c.text + " " + c.arg_text() for c in live[:300])
     if re.search(r"feature_importances_|\.coef_|shap_values|explainer", live_text):
         return StageResult("explanation", ["reads feature_importances_/coef_/SHAP values"])
-    if c := _has(live, TUNING) or (TUNING.search(text) and _method(live, {"fit"})):
+    fit = _method(live, {"fit"})
+    if c := _has(live, TUNING) or (fit if fit and TUNING.search(text) else None):
         return StageResult("tuning", [f"call {c.name}" if isinstance(c, Call) else "hyperparameter search"])
     fit_top = _method(top, MODEL_METHODS - {"add", "sample", "step"}) or _has(top, MODEL)
     fit_any = fit_top or _method(live, MODEL_METHODS - {"add", "sample", "step"}) or _has(live, MODEL)
@@ -164,7 +181,7 @@ def stage_of_code(
     if c := _has(live, LOADERS) or _method(live, LOADER_METHODS):
         return StageResult("data_loading", [f"call {c.name}"])
 
-    if MODEL_TEXT.search(text) or any(MODEL_ARGS.search(c.arg_text()) for c in top[:300]):
+    if (_MODEL_TEXT_WORDS.search(text) and MODEL_TEXT.search(text)) or any(MODEL_ARGS.search(c.arg_text()) for c in top[:300]):
         return StageResult("modelling", ["builds a model"])
     fe = _feature_votes(live, assigned_columns)
     pre = _preprocess_votes(live, assigned_columns)
@@ -202,6 +219,8 @@ def stage_of_code(
 
 MODEL_TEXT = re.compile(r"^\s*model\w*\s*=|^\s*model\.\w+(\.\w+)*\s*=|\bmodel\.(to|cuda|load_state_dict)\(|^\s*\w*_params\s*=\s*\{"
                         r"|^\s*(optimizer|criterion)\s*=", re.M)
+# every branch of MODEL_TEXT contains one of these words: a cheap scan rules most cells out
+_MODEL_TEXT_WORDS = re.compile(r"model|_params|optimizer|criterion")
 MODEL_ARGS = re.compile(r"Classifier\b|Regressor\b|\bSVC\b|\bXGB|\bLGBM|CatBoost")
 IMPORTANCE_TEXT = re.compile(r"importance", re.I)
 HELPER_WORDS = (("submi", "prediction"), ("predict", "prediction"), ("infer", "prediction"), ("evaluat", "evaluation"),
@@ -225,7 +244,7 @@ def _helper_stage(top: list[Call]) -> StageResult | None:
 def _feature_votes(calls: list[Call], assigned: list[tuple[str, str]]) -> list[str]:
     votes: list[str] = []
     for c in calls:
-        if FEATURE.search(c.name) or FEATURE.search(c.text):
+        if _matches(FEATURE, c.name) or _matches(FEATURE, c.text):
             votes.append(f"call {c.name}")
         elif c.last in ("cut", "qcut"):
             votes.append(f"call {c.text}")
@@ -246,7 +265,7 @@ def _preprocess_votes(calls: list[Call], assigned: list[tuple[str, str]]) -> lis
     for c in calls:
         if re.search(r"isnull\(\)|isna\(\)|value_counts|describe\(", c.arg_text() + c.text):
             continue
-        if PREPROCESS.search(c.name):
+        if _matches(PREPROCESS, c.name):
             votes.append(f"call {c.name}")
         elif c.last in PREPROCESS_METHODS and c.last not in ("apply", "map", "split", "where", "sort_values", "reshape") \
                 and c.in_assign:
