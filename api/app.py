@@ -6,6 +6,7 @@ argument reads the NBATLAS_* environment (uvicorn's ``--factory`` and multi-work
 
 from __future__ import annotations
 
+import gc
 from contextlib import asynccontextmanager
 
 import orjson
@@ -49,6 +50,10 @@ def create_app(settings: Settings | None = None, *, public: bool | None = None) 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        # everything built so far (modules, the schema) lives as long as the server: frozen out of the
+        # garbage collector, a full collection no longer walks it in the middle of a request
+        gc.collect()
+        gc.freeze()
         yield
         db.dispose()
 
