@@ -192,6 +192,50 @@ def corpus_database(server: str) -> str:
     return url
 
 
+def scale_corpus(url: str, copies: int) -> None:
+    """Add ``copies`` copies of every notebook (new hashes, same cells, outputs and images), so the
+    export figures measure throughput rather than per-request overheads."""
+    if copies <= 0:
+        return
+    eng = create_engine(url)
+
+    def columns(conn, table: str) -> list[str]:
+        return list(conn.execute(text(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = :t AND is_generated = 'NEVER' "
+            "AND table_schema = 'public' ORDER BY ordinal_position"), {"t": table}).scalars())
+
+    def clone(conn, table: str, mapping: str | None, replace: dict[str, str], joins: str) -> None:
+        cols = columns(conn, table)
+        select_list = ", ".join(replace.get(c, f"x.{c}") for c in cols)
+        if mapping:
+            conn.execute(text(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select_list} FROM {table} x {joins}"))
+
+    with eng.begin() as conn:
+        conn.execute(text(
+            "CREATE TEMP TABLE nb_map AS SELECT n.id AS old_id, k, nextval(pg_get_serial_sequence('notebook', 'id')) AS new_id "
+            "FROM notebook n, generate_series(1, :k) k"), {"k": copies})
+        clone(conn, "notebook", "nb_map", {
+            "id": "m.new_id", "sha256": "encode(sha256(convert_to(x.sha256 || m.k, 'UTF8')), 'hex')"},
+            "JOIN nb_map m ON m.old_id = x.id")
+        clone(conn, "source", "nb_map", {
+            "id": "nextval(pg_get_serial_sequence('source', 'id'))", "notebook_id": "m.new_id",
+            "location": "x.location || '#copy' || m.k"}, "JOIN nb_map m ON m.old_id = x.notebook_id")
+        conn.execute(text(
+            "CREATE TEMP TABLE cell_map AS SELECT c.id AS old_id, m.new_id AS notebook_id, "
+            "nextval(pg_get_serial_sequence('cell', 'id')) AS new_id FROM cell c JOIN nb_map m ON m.old_id = c.notebook_id"))
+        clone(conn, "cell", "cell_map", {"id": "m.new_id", "notebook_id": "m.notebook_id"},
+              "JOIN cell_map m ON m.old_id = x.id")
+        conn.execute(text(
+            "CREATE TEMP TABLE output_map AS SELECT o.id AS old_id, m.new_id AS cell_id, m.notebook_id, "
+            "nextval(pg_get_serial_sequence('output', 'id')) AS new_id FROM output o JOIN cell_map m ON m.old_id = o.cell_id"))
+        clone(conn, "output", "output_map", {"id": "m.new_id", "cell_id": "m.cell_id", "notebook_id": "m.notebook_id"},
+              "JOIN output_map m ON m.old_id = x.id")
+        clone(conn, "output_image", "output_map", {"output_id": "m.new_id"}, "JOIN output_map m ON m.old_id = x.output_id")
+    with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE"))
+    eng.dispose()
+
+
 def percentile(values: list[float], p: float) -> float:
     values = sorted(values)
     k = (len(values) - 1) * p
@@ -329,7 +373,7 @@ def export_throughput(base: str, url: str, repeat: int) -> dict:
                     n = 0
                     with http.stream("GET", f"/export/{table}.{fmt}") as r:
                         assert r.status_code == 200
-                        for chunk in r.iter_bytes():
+                        for chunk in r.iter_raw(1 << 20):
                             n += len(chunk)
                     times.append(time.perf_counter() - t)
                 row[f"{fmt}_ms"] = round(min(times) * 1000, 1)
@@ -345,6 +389,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100, help="Requests per query and kind.")
     parser.add_argument("--repeat", type=int, default=5, help="Runs of each export (the best counts).")
     parser.add_argument("--database-url", help="A database holding an ingested corpus (default: ingest one).")
+    parser.add_argument("--copies", type=int, default=4,
+                        help="Extra copies of every notebook added to the ingested corpus (not with --database-url).")
     args = parser.parse_args()
 
     import logging
@@ -358,6 +404,7 @@ def main() -> None:
 
         tmp = Path(tempfile.mkdtemp(prefix="nbatlas-bench-api-"))
         url = corpus_database(embedded_uri(tmp / "pg"))
+        scale_corpus(url, args.copies)
 
     port = free_port()
     env = {**os.environ, "NBATLAS_DATABASE_URL": url, "NBATLAS_HOME": str(Path(tempfile.mkdtemp()))}
@@ -381,8 +428,11 @@ def main() -> None:
             q5_id = conn.execute(text("SELECT id FROM notebook ORDER BY n_image_outputs DESC, id LIMIT 1")).scalar()
             q5_size = conn.execute(text("SELECT n_cells, n_outputs FROM notebook WHERE id = :i"), {"i": q5_id}).one()
         eng.dispose()
+        with create_engine(url).connect() as conn:
+            sizes = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in ("notebook", "cell", "output", "image")}
         report = {
-            "corpus": str(CORPUS),
+            "corpus": str(CORPUS) + (f" + {args.copies} copies of each notebook" if not args.database_url and args.copies else ""),
+            "rows": sizes,
             "requests_per_query": args.requests,
             "q5_notebook": {"id": q5_id, "cells": q5_size[0], "outputs": q5_size[1]},
             "latency_over_http": latency(base, args.requests, q5_id),
