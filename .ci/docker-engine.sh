@@ -48,12 +48,8 @@ start)
     fi
   fi
   started=$SECONDS
-  # images live in the cache when there is one: a rerun finds the runner image in the engine
-  data_root="${NBATLAS_DOCKER_DATA_ROOT:-}"
-  if [ -z "$data_root" ] && [ -w /var/cache/nbatlas-ci ]; then
-    data_root=/var/cache/nbatlas-ci/docker-data
-  fi
-  (cd "$here" && "$py" -m tests.docker_engine start --state-dir "$state" ${data_root:+--data-root "$data_root"} --build-image)
+  # images live in the cache (tests.docker_engine.default_data_root): a rerun finds the runner image there
+  (cd "$here" && "$py" -m tests.docker_engine start --state-dir "$state" --build-image)
 
   log "engine + runner image ready in $((SECONDS - started))s"
   ;;

@@ -69,6 +69,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def default_data_root() -> Path | None:
+    """Where to keep the engine's images between runs: $NBATLAS_DOCKER_DATA_ROOT, else the CI cache
+    when writable, else nowhere (a temporary data root, deleted at stop)."""
+    given = os.environ.get("NBATLAS_DOCKER_DATA_ROOT")
+    if given:
+        return Path(given)
+    ci = Path("/var/cache/nbatlas-ci")
+    if ci.is_dir() and os.access(ci, os.W_OK):
+        return ci / "docker-data"
+    return None
+
+
 def start_engine(state_dir: Path | None = None, *, data_root: Path | None = None, timeout: float = 60.0) -> PrivateEngine:
     """Start dockerd with its state in ``state_dir`` (a new temp dir by default). ``data_root``: keep
     images there instead (a cache directory kept between CI runs: the runner image is then simply
@@ -206,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     start = sub.add_parser("start", help="start an engine; print shell exports on stdout")
     start.add_argument("--state-dir", type=Path, default=None)
-    start.add_argument("--data-root", type=Path, default=None, help="keep images here (kept after stop)")
+    start.add_argument("--data-root", type=Path, default=None,
+                       help="keep images here, kept after stop [default: $NBATLAS_DOCKER_DATA_ROOT, else "
+                            "/var/cache/nbatlas-ci/docker-data when writable, else a temp dir]")
     start.add_argument("--build-image", action="store_true", help="also build (or load from cache) the runner image")
     start.add_argument("--cache-dir", type=Path, default=None)
     stop = sub.add_parser("stop", help="stop the engine and remove its state")
@@ -218,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"docker engine in {args.state_dir} stopped", file=sys.stderr)
         return 0
 
-    engine, problem = _start_or_reset(args.state_dir, args.data_root)
+    engine, problem = _start_or_reset(args.state_dir, args.data_root or default_data_root())
     if engine is None:
         print(f"docker engine: not started: {problem}", file=sys.stderr)
         print(f"export NBATLAS_DOCKER_UNAVAILABLE={_shell_quote(problem[:500])}")

@@ -49,11 +49,10 @@ def docker_client():
         except Exception as exc:  # noqa: BLE001
             pytest.skip(f"no Docker engine at DOCKER_HOST={os.environ['DOCKER_HOST']}: {exc}")
     else:
-        from tests.docker_engine import EngineUnavailable, start_engine, stop_engine
+        from tests.docker_engine import EngineUnavailable, default_data_root, start_engine, stop_engine
 
-        data_root = os.environ.get("NBATLAS_DOCKER_DATA_ROOT")
         try:
-            started = start_engine(data_root=Path(data_root) if data_root else None)
+            started = start_engine(data_root=default_data_root())
         except EngineUnavailable as exc:
             pytest.skip(f"no Docker engine: {exc}")
         client = started.client(timeout=300)
