@@ -1,0 +1,284 @@
+"""The study's analyses, each a client of the GraphQL API (no database access).
+
+Every study takes an ``NbatlasClient`` and an output folder and writes ``<name>.csv``, ``<name>.png``
+(matplotlib, Agg) and returns a ``Section`` whose Markdown says what the figures show, or, when the
+corpus has no data for that capability yet, says so in a sentence instead of drawing an empty chart.
+``analysis.report`` runs them all (``nbatlas report``).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: figures go to files
+import matplotlib.pyplot as plt  # noqa: E402
+
+from analysis.client import NbatlasClient, NbatlasError  # noqa: E402
+
+EVALUATION_KINDS = ("confusion_matrix", "roc_curve", "precision_recall_curve", "learning_curve", "calibration_curve")
+EXPLAINABILITY_KINDS = ("shap", "feature_importance", "partial_dependence")
+MAX_GROUPS = 1000  # the API's page-size cap, which plotCounts also obeys
+TOP = 8  # libraries/kinds drawn by name in a figure; the rest are summed as "(others)"
+
+
+@dataclass
+class Section:
+    name: str
+    title: str
+    markdown: str
+    csv: Path | None = None
+    figures: list[Path] = field(default_factory=list)
+    more_tables: list[Path] = field(default_factory=list)
+    has_data: bool = True
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def _stacked_bars(path: Path, stages: list[str], table: dict[str, Counter], title: str, xlabel: str) -> Path:
+    """Horizontal stacked bars, one per stage, the TOP most frequent keys by name and the rest as others."""
+    totals: Counter = Counter()
+    for c in table.values():
+        totals.update(c)
+    keys = [k for k, _ in totals.most_common(TOP)]
+    has_others = len(totals) > len(keys)
+    fig, ax = plt.subplots(figsize=(9, max(3.0, 0.45 * len(stages) + 1.5)), dpi=100)
+    left = [0] * len(stages)
+    cmap = plt.get_cmap("tab10")
+    for i, key in enumerate(keys + (["(others)"] if has_others else [])):
+        if key == "(others)":
+            widths = [sum(v for k, v in table[s].items() if k not in keys) for s in stages]
+            color = "#bbbbbb"
+        else:
+            widths = [table[s].get(key, 0) for s in stages]
+            color = cmap(i % 10)
+        ax.barh(stages, widths, left=left, label=key, color=color)
+        left = [a + b for a, b in zip(left, widths)]
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.legend(fontsize="small", loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _stage_order(api: NbatlasClient, seen: Iterable[str]) -> list[str]:
+    vocab = api.query("{ vocabulary { stages } }")["vocabulary"]["stages"]
+    seen = set(seen)
+    return [s for s in vocab if s in seen] + sorted(seen - set(vocab))
+
+
+def _plot_counts(api: NbatlasClient, by: list[str], flt: dict | None = None) -> list[tuple[list[str | None], int]]:
+    data = api.query(
+        "query($by: [PlotDimension!]!, $filter: PlotFilter, $first: Int) { plotCounts(by: $by, filter: $filter, first: $first) "
+        "{ values count } }",
+        {"by": by, "filter": flt, "first": MAX_GROUPS},
+    )
+    if len(data["plotCounts"]) >= MAX_GROUPS:
+        raise NbatlasError(f"more than {MAX_GROUPS} groups of {by}: the table would be cut short")
+    return [(row["values"], row["count"]) for row in data["plotCounts"]]
+
+
+def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# --- (a) visualisation libraries per stage -------------------------------------------------------
+
+
+def libraries_per_stage(api: NbatlasClient, out: Path) -> Section:
+    name, title = "libraries_per_stage", "Visualisation libraries per ML stage"
+    rows = _plot_counts(api, ["STAGE", "PLOT_LIBRARY"])
+    rows = [((s or "unknown"), lib, n) for (s, lib), n in rows if lib]
+    if not rows:
+        return Section(name, title, "No figure in the corpus has a resolved plotting call yet (run `nbatlas understand`).", has_data=False)
+    table: dict[str, Counter] = defaultdict(Counter)
+    for stage, lib, n in rows:
+        table[stage][lib] += n
+    stages = _stage_order(api, table)
+    rows.sort(key=lambda r: (stages.index(r[0]), -r[2], r[1]))
+    csv_path = _write_csv(out / f"{name}.csv", ["stage", "library", "figures"], rows)
+    png = _stacked_bars(out / f"{name}.png", stages, table, title, "figures drawn by the library")
+    totals: Counter = Counter()
+    for c in table.values():
+        totals.update(c)
+    lead = ", ".join(f"{lib} ({n})" for lib, n in totals.most_common(5))
+    top_per_stage = [(s, table[s].most_common(1)[0][0], sum(table[s].values())) for s in stages]
+    md = (
+        f"Figures counted per ML stage of the cell that drew them and per library of their plotting calls "
+        f"(a figure drawn with two libraries counts for both). Most used: {lead}.\n\n"
+        + _markdown_table(["stage", "most used library", "figures with a library"], top_per_stage)
+    )
+    return Section(name, title, md, csv_path, [png])
+
+
+# --- (b) plot kinds per stage, evaluation plots ---------------------------------------------------
+
+_PLOTS_NOTEBOOKS = """query($first: Int, $after: String, $filter: PlotFilter) {
+  plots(first: $first, after: $after, filter: $filter) {
+    nodes { notebook { dbId } }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
+
+
+def notebooks_with_plots(api: NbatlasClient, kinds: Sequence[str]) -> set[int]:
+    """Row ids of the notebooks with at least one figure of any of these kinds."""
+    return {p["notebook"]["dbId"] for p in api.paginate(_PLOTS_NOTEBOOKS, "plots", {"filter": {"plotKind": list(kinds)}})}
+
+
+def plot_kinds_per_stage(api: NbatlasClient, out: Path) -> Section:
+    name, title = "plot_kinds_per_stage", "Plot kinds per ML stage, and evaluation plots"
+    rows = [((s or "unknown"), k, n) for (s, k), n in _plot_counts(api, ["STAGE", "PLOT_KIND"]) if k]
+    if not rows:
+        return Section(name, title, "No figure in the corpus has a plot kind yet (run `nbatlas understand`).", has_data=False)
+    table: dict[str, Counter] = defaultdict(Counter)
+    for stage, kind, n in rows:
+        table[stage][kind] += n
+    stages = _stage_order(api, table)
+    rows.sort(key=lambda r: (stages.index(r[0]), -r[2], r[1]))
+    csv_path = _write_csv(out / f"{name}.csv", ["stage", "plot_kind", "figures"], rows)
+    png = _stacked_bars(out / f"{name}.png", stages, table, "Plot kinds per ML stage", "figures of the kind")
+
+    total = api.query("{ stats { notebooks } }")["stats"]["notebooks"]
+    share_rows = []
+    for kind in (*EVALUATION_KINDS, "any evaluation plot"):
+        kinds = EVALUATION_KINDS if kind == "any evaluation plot" else (kind,)
+        n = len(notebooks_with_plots(api, kinds))
+        share_rows.append((kind, n, total, round(n / total, 4) if total else 0.0))
+    share_csv = _write_csv(out / "evaluation_plot_share.csv", ["plot_kind", "notebooks", "all_notebooks", "share"], share_rows)
+    fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
+    ax.barh([r[0] for r in share_rows], [100 * r[3] for r in share_rows], color=["#4c72b0"] * 5 + ["#dd8452"])
+    ax.invert_yaxis()
+    ax.set_xlabel("% of notebooks with at least one")
+    ax.set_title("Evaluation plots")
+    fig.tight_layout()
+    share_png = out / "evaluation_plot_share.png"
+    fig.savefig(share_png)
+    plt.close(fig)
+
+    any_eval = share_rows[-1]
+    md = (
+        f"{any_eval[1]} of {total} notebooks ({100 * any_eval[3]:.1f}%) draw at least one evaluation plot "
+        f"({', '.join(EVALUATION_KINDS)}). A figure may have several kinds.\n\n"
+        + _markdown_table(["plot kind", "notebooks", "share"], [(r[0], r[1], f"{100 * r[3]:.1f}%") for r in share_rows])
+        + "\n\nMost frequent kind per stage:\n\n"
+        + _markdown_table(
+            ["stage", "most frequent kind", "figures"],
+            [(s, table[s].most_common(1)[0][0], sum(table[s].values())) for s in stages],
+        )
+    )
+    return Section(name, title, md, csv_path, [png, share_png], [share_csv])
+
+
+# --- (c) explainability --------------------------------------------------------------------------
+
+
+def explainability(api: NbatlasClient, out: Path) -> Section:
+    name, title = "explainability", "Explainability plots and their libraries"
+    flt = {"plotKind": list(EXPLAINABILITY_KINDS)}
+    rows = [
+        (k, lib or "(no library call)", n)
+        for (k, lib), n in _plot_counts(api, ["PLOT_KIND", "PLOT_LIBRARY"], flt)
+        if k in EXPLAINABILITY_KINDS
+    ]
+    if not rows:
+        return Section(name, title, f"No explainability plot ({', '.join(EXPLAINABILITY_KINDS)}) in the corpus yet.", has_data=False)
+    rows.sort(key=lambda r: (EXPLAINABILITY_KINDS.index(r[0]), -r[2], r[1]))
+    csv_path = _write_csv(out / f"{name}.csv", ["plot_kind", "library", "figures"], rows)
+    table: dict[str, Counter] = defaultdict(Counter)
+    for kind, lib, n in rows:
+        table[kind][lib] += n
+    kinds = [k for k in EXPLAINABILITY_KINDS if k in table]
+    png = _stacked_bars(out / f"{name}.png", kinds, table, title, "figures drawn by the library")
+    figures = {k: n for (k,), n in _plot_counts(api, ["PLOT_KIND"], flt) if k in EXPLAINABILITY_KINDS}
+    notebooks = {k: len(notebooks_with_plots(api, [k])) for k in kinds}
+    md = (
+        "Figures of each explainability kind, by the library of their plotting calls (a figure drawn by a "
+        "user's own helper function has no library call).\n\n"
+        + _markdown_table(
+            ["plot kind", "figures", "notebooks", "libraries"],
+            [(k, figures.get(k, 0), notebooks[k], ", ".join(f"{lib} ({n})" for lib, n in table[k].most_common(4))) for k in kinds],
+        )
+    )
+    return Section(name, title, md, csv_path, [png])
+
+
+# --- (d) reproducibility (Pimentel et al.) --------------------------------------------------------
+
+_RUN_FACETS = """query($fields: [RunFacetField!]!) {
+  runFacets(fields: $fields, first: 1000) { field values { value count } }
+  runs(first: 1) { totalCount }
+}"""
+
+
+def reproducibility(api: NbatlasClient, out: Path) -> Section:
+    name, title = "reproducibility", "Reproducibility outcomes and failure causes"
+    data = api.query(_RUN_FACETS, {"fields": ["STATUS", "FAILURE_CLASS", "SAME_RESULTS"]})
+    total = data["runs"]["totalCount"] or 0
+    if not total:
+        return Section(
+            name, title,
+            "No notebook has been re-executed yet, so there is no reproducibility record: run "
+            "`nbatlas reproduce` and build the report again.",
+            has_data=False,
+        )
+    facets = {f["field"]: {v["value"]: v["count"] for v in f["values"]} for f in data["runFacets"]}
+    status = facets.get("STATUS", {})
+    same = facets.get("SAME_RESULTS", {})
+    ok = sum(n for s, n in status.items() if (s or "").lower() == "ok")
+    identical = sum(n for v, n in same.items() if str(v).lower() == "true")
+    # Pimentel et al. (2019), Table: executed -> exceptions / finished -> same / different results
+    outcome = [
+        ("runs", total),
+        ("finished with an exception or limit", total - ok),
+        ("finished without error", ok),
+        ("  same results", identical),
+        ("  different results", ok - identical),
+    ]
+    causes = sorted(((c, n) for c, n in facets.get("FAILURE_CLASS", {}).items() if c), key=lambda r: (-r[1], r[0]))
+    rows = [("outcome", k.strip(), n, round(n / total, 4)) for k, n in outcome]
+    rows += [("failure_class", c, n, round(n / total, 4)) for c, n in causes]
+    csv_path = _write_csv(out / f"{name}.csv", ["table", "row", "runs", "share_of_runs"], rows)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    a1.barh([k.strip() for k, _ in outcome], [n for _, n in outcome], color="#4c72b0")
+    a1.invert_yaxis()
+    a1.set_title("Outcomes")
+    if causes:
+        a2.barh([c for c, _ in causes[:12]], [n for _, n in causes[:12]], color="#c44e52")
+        a2.invert_yaxis()
+    a2.set_title("Failure causes")
+    fig.tight_layout()
+    png = out / f"{name}.png"
+    fig.savefig(png)
+    plt.close(fig)
+    md = (
+        "Re-execution outcomes in the layout of Pimentel et al. (2019), over every recorded run.\n\n"
+        + _markdown_table(["outcome", "runs", "share"], [(k, n, f"{100 * n / total:.1f}%") for k, n in outcome])
+        + ("\n\nFailure causes:\n\n" + _markdown_table(["cause", "runs", "share"], [(c, n, f"{100 * n / total:.1f}%") for c, n in causes]) if causes else "")
+    )
+    return Section(name, title, md, csv_path, [png])
+
+
+STUDIES: list[tuple[str, Callable[[NbatlasClient, Path], Section]]] = [
+    ("libraries per stage", libraries_per_stage),
+    ("plot kinds per stage", plot_kinds_per_stage),
+    ("explainability", explainability),
+    ("reproducibility", reproducibility),
+]

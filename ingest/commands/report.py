@@ -1,0 +1,104 @@
+"""``nbatlas report``: the study's tables and figures (``analysis/``) as report.md and report.html."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+from ingest.commands._common import console, fail
+
+app = typer.Typer()
+
+
+@contextmanager
+def _private_server(timeout: float = 120.0) -> Iterator[str]:
+    """`nbatlas serve` on a free local port, on the configured database, for as long as the block runs.
+    A subprocess, so the report is a client of the API like any other analysis script."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingest.cli", "serve", "--port", str(port), "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                fail(f"the private API server could not start:\n{err.strip()}")
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                fail(f"the private API server did not answer {base}/health within {timeout:.0f} s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+@app.command()
+def report(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for report.md, report.html and each study's CSV and PNG."),
+    server: str = typer.Option(
+        None, "--server", "-s",
+        help="URL of a running nbatlas API (e.g. http://127.0.0.1:8000). Default: start a private one on the "
+        "configured database for the duration of the report.",
+    ),
+    token: str = typer.Option(None, "--token", envvar="NBATLAS_API_TOKEN", help="Bearer token for a private API that wants one."),
+) -> None:
+    """Run the study's analyses and write OUT/report.md and OUT/report.html (figures embedded).
+
+    Every analysis is a client of the GraphQL API: visualisation libraries per ML stage, plot kinds per stage and the share of notebooks with an evaluation plot, explainability plots and their libraries, and reproducibility outcomes and failure causes (Pimentel et al.'s layout). A study with no data yet (e.g. nothing re-executed) says so in its section.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from analysis.client import NbatlasClient, NbatlasError
+    from analysis.report import build_report
+    from analysis.studies import STUDIES
+
+    server_cm = _private_server() if not server else _given(server)
+    with server_cm as url:
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       console=console, transient=False)
+        try:
+            with bar, NbatlasClient(url, token) as api:
+                task = bar.add_task("querying", total=len(STUDIES))
+                sections = build_report(api, out, on_step=lambda name: bar.update(task, advance=1, description=name))
+        except NbatlasError as exc:
+            fail(f"the API at {url} refused a query: {exc}")
+        except Exception as exc:  # httpx transport errors: the server is not there
+            if type(exc).__module__.startswith("httpx"):
+                fail(f"cannot reach the API at {url}: {exc}")
+            raise
+    for s in sections:
+        mark = "[green]ok[/]" if s.has_data else "[yellow]no data[/]"
+        console.print(f"  {mark}  {s.title}")
+    console.print(f"wrote [bold]{out / 'report.md'}[/] and [bold]{out / 'report.html'}[/]")
+
+
+@contextmanager
+def _given(url: str) -> Iterator[str]:
+    yield url

@@ -1,0 +1,123 @@
+"""`nbatlas report` on the real corpus: the numbers in its CSVs equal direct SQL counts."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import cli_env
+from tests.test_api import NBATLAS, TIMEOUT
+
+EVALUATION = ["confusion_matrix", "roc_curve", "precision_recall_curve", "learning_curve", "calibration_curve"]
+EXPLAINABILITY = ["shap", "feature_importance", "partial_dependence"]
+
+
+@pytest.fixture(scope="module")
+def db(real_corpus_url: str):
+    eng = create_engine(real_corpus_url)
+    yield eng
+    eng.dispose()
+
+
+def rows(db, sql: str, **params) -> list[tuple]:
+    with db.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(sql), params)]
+
+
+@pytest.fixture(scope="module")
+def report_dir(real_corpus_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One `nbatlas report` without --server: it starts (and stops) its own private API."""
+    base = tmp_path_factory.mktemp("report")
+    out = base / "out"
+    done = subprocess.run(
+        [NBATLAS, "report", "--out", str(out)], env=cli_env(real_corpus_url, base / "home"),
+        capture_output=True, text=True, timeout=TIMEOUT * 3,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "report.html" in done.stderr
+    return out
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_libraries_per_stage_equal_sql(report_dir, db):
+    got = {(r["stage"], r["library"]): int(r["figures"]) for r in read_csv(report_dir / "libraries_per_stage.csv")}
+    want = dict(
+        ((stage, lib), n)
+        for stage, lib, n in rows(db, """
+            SELECT coalesce(ca.stage, 'unknown'), split_part(c, '.', 1), count(DISTINCT p.output_id)
+            FROM output_plot p LEFT JOIN cell_analysis ca ON ca.cell_id = p.cell_id, unnest(p.plot_calls) c
+            WHERE c LIKE '%.%' AND c NOT LIKE '<%' GROUP BY 1, 2""")
+    )
+    assert len(want) > 5 and want.get(("exploration", "matplotlib"), 0) > 0
+    assert got == want
+
+
+def test_plot_kinds_per_stage_and_evaluation_share_equal_sql(report_dir, db):
+    got = {(r["stage"], r["plot_kind"]): int(r["figures"]) for r in read_csv(report_dir / "plot_kinds_per_stage.csv")}
+    want = dict(
+        ((stage, kind), n)
+        for stage, kind, n in rows(db, """
+            SELECT coalesce(ca.stage, 'unknown'), k, count(DISTINCT p.output_id)
+            FROM output_plot p LEFT JOIN cell_analysis ca ON ca.cell_id = p.cell_id, unnest(p.plot_kinds) k
+            GROUP BY 1, 2""")
+    )
+    assert len(want) > 10
+    assert got == want
+
+    share = {r["plot_kind"]: r for r in read_csv(report_dir / "evaluation_plot_share.csv")}
+    total = rows(db, "SELECT count(*) FROM notebook")[0][0]
+    for kind in [*EVALUATION, "any evaluation plot"]:
+        kinds = EVALUATION if kind == "any evaluation plot" else [kind]
+        n = rows(db, "SELECT count(DISTINCT notebook_id) FROM output_plot WHERE plot_kinds && CAST(:k AS text[])", k=kinds)[0][0]
+        assert int(share[kind]["notebooks"]) == n, kind
+        assert int(share[kind]["all_notebooks"]) == total
+        assert float(share[kind]["share"]) == pytest.approx(n / total, abs=1e-4)
+    assert int(share["any evaluation plot"]["notebooks"]) > 0
+
+
+def test_explainability_equals_sql(report_dir, db):
+    got = {(r["plot_kind"], r["library"]): int(r["figures"]) for r in read_csv(report_dir / "explainability.csv")}
+    want = dict(
+        ((kind, lib or "(no library call)"), n)
+        for kind, lib, n in rows(db, """
+            SELECT k, pl.lib, count(DISTINCT p.output_id)
+            FROM output_plot p CROSS JOIN unnest(p.plot_kinds) k
+            LEFT JOIN LATERAL (SELECT DISTINCT split_part(c, '.', 1) AS lib FROM unnest(p.plot_calls) c
+                               WHERE c LIKE '%.%' AND c NOT LIKE '<%') pl ON true
+            WHERE k = ANY(CAST(:k AS text[])) GROUP BY 1, 2""", k=EXPLAINABILITY)
+    )
+    assert want, "the real corpus has feature-importance plots"
+    assert got == want
+
+
+def test_reproducibility_section_says_when_nothing_ran(report_dir, db):
+    runs = rows(db, "SELECT count(*) FROM run")[0][0]
+    md = (report_dir / "report.md").read_text()
+    if runs == 0:
+        assert "No notebook has been re-executed yet" in md
+        assert not (report_dir / "reproducibility.csv").exists()
+    else:
+        got = {r["row"]: int(r["runs"]) for r in read_csv(report_dir / "reproducibility.csv") if r["table"] == "outcome"}
+        assert got["runs"] == runs
+
+
+def test_report_markdown_and_html_embed_every_figure(report_dir):
+    md = (report_dir / "report.md").read_text()
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", md)
+    assert len(linked) >= 4 and all((report_dir / name).is_file() for name in linked)
+    page = (report_dir / "report.html").read_text()
+    uris = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(uris) == len(linked)
+    for b64, name in zip(uris, linked):
+        assert base64.b64decode(b64) == (report_dir / name).read_bytes()
+    assert "<table>" in page and "<script" not in page
