@@ -35,7 +35,84 @@ def _pg_text(value: str | None) -> str | None:
 def _json(value: Any) -> str | None:
     if value is None:
         return None
-    return _pg_text(orjson.dumps(value, default=str).decode())
+    try:
+        text = orjson.dumps(value, default=str).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate in the cell text: it becomes "?" when encoded
+        import json
+
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    # jsonb refuses the \u0000 escape orjson writes for a NUL inside a string
+    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else _pg_text(text)
+
+
+# ---- COPY text rendering (done where the analysis runs: in the ingest's parse workers) -------------
+
+# the rendered cell line: cell position, then these columns (cell_id and notebook_id are put in front
+# by the loader, which alone knows them)
+CELL_RENDER_COLUMNS = CELL_ANALYSIS_COLUMNS[2:]
+# the rendered plot line: cell position, then these columns
+PLOT_RENDER_COLUMNS = tuple(c for c in PLOT_LOAD_COLUMNS if c not in ("cell_id", "notebook_id"))
+_COPY_SPECIAL = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\x00": "\ufffd"})
+
+
+def _copy_text(text: str) -> str:
+    # COPY's text format: backslash, newline, carriage return and tab are escaped; NUL cannot be stored
+    if "\\" in text or "\n" in text or "\r" in text or "\t" in text or "\x00" in text:
+        return text.translate(_COPY_SPECIAL)
+    return text
+
+
+def copy_field(value: Any) -> str:
+    """One value in COPY text format: None, bool, int, str, or a list of str (a text[])."""
+    if value is None:
+        return "\\N"
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if type(value) is int:
+        return str(value)
+    if type(value) is list:  # text[]: every element quoted
+        return _copy_text("{" + ",".join(['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value]) + "}")
+    return _copy_text(value)
+
+
+def render_cell_rows(rows: Iterable[tuple]) -> bytes:
+    """``(cell position, *CELL_RENDER_COLUMNS)`` rows as COPY text lines (JSON columns as Python values)."""
+    json_at = [i + 1 for i, c in enumerate(CELL_RENDER_COLUMNS) if c in _JSON_CELL]
+    return _render(rows, json_at)
+
+
+def render_plot_rows(rows: Iterable[tuple]) -> bytes:
+    """``(cell position, *PLOT_RENDER_COLUMNS)`` rows as COPY text lines."""
+    json_at = [i + 1 for i, c in enumerate(PLOT_RENDER_COLUMNS) if c in _JSON_PLOT]
+    return _render(rows, json_at)
+
+
+def _render(rows: Iterable[tuple], json_at: list[int]) -> bytes:
+    lines = []
+    for row in rows:
+        row = list(row)
+        for i in json_at:
+            row[i] = _json(row[i])
+        lines.append("\t".join([copy_field(v) for v in row]))
+    # a lone surrogate (broken JSON escapes in the notebook) cannot be UTF-8: it becomes "?"
+    return "".join([line + "\n" for line in lines]).encode("utf-8", "replace")
+
+
+def with_ids(rendered: bytes, notebook_id: int, cell_ids: Sequence[int]) -> bytes:
+    """Rendered lines (cell position first) with the position replaced by ``cell_id, notebook_id``.
+
+    A line whose cell the loader did not store (no id at that position) is left out.
+    """
+    out = []
+    n = len(cell_ids)
+    for line in rendered.split(b"\n")[:-1]:  # every line ends with a newline
+        position, rest = line.split(b"\t", 1)
+        pos = int(position)
+        if pos < n:
+            out.append(b"%d\t%d\t%s\n" % (cell_ids[pos], notebook_id, rest))
+    return b"".join(out)
 
 
 def store_analysis(
@@ -50,22 +127,36 @@ def store_analysis(
     ``connection`` is a raw psycopg connection inside the caller's transaction (the ingest batch, or
     the analyze job's), so analysis lands atomically with whatever the caller writes.
     """
+    # rendered with a dummy position 0 ("0\t"), which the ids replace
+    cell_lines = render_cell_rows([(0, *row[2:]) for row in cells]).split(b"\n")
+    by_notebook_cells = b"".join(b"%d\t%d\t%s\n" % (row[0], row[1], line[2:]) for row, line in zip(cells, cell_lines))
+    keep = [i for i, c in enumerate(PLOT_LOAD_COLUMNS) if c not in ("cell_id", "notebook_id")]
+    plot_lines = render_plot_rows([(0, *(row[i] for i in keep)) for row in plots]).split(b"\n")
+    by_notebook_plots = b"".join(b"%d\t%d\t%s\n" % (row[0], row[3], line[2:]) for row, line in zip(plots, plot_lines))
+    store_rendered(connection=connection, notebooks=notebooks, cells=by_notebook_cells, plots=by_notebook_plots, replace=True)
+
+
+def store_rendered(*, connection: Any, notebooks: Sequence[tuple], cells: bytes, plots: bytes, replace: bool = True) -> None:
+    """Store analysis rows: ``notebooks`` as tuples in NOTEBOOK_ANALYSIS_COLUMNS order; ``cells`` and
+    ``plots`` as COPY text lines of ``cell_id, notebook_id, *CELL_RENDER_COLUMNS`` /
+    ``cell_id, notebook_id, *PLOT_RENDER_COLUMNS`` (``render_*_rows`` then ``with_ids``).
+
+    ``replace=False`` skips deleting earlier analysis: for notebooks the caller has just inserted.
+    """
     ids = [row[0] for row in notebooks]
     if not ids:
         return
     with connection.cursor() as cur:
-        cur.execute("DELETE FROM output_plot WHERE notebook_id = ANY(%s)", (ids,))
-        cur.execute("DELETE FROM cell_analysis WHERE notebook_id = ANY(%s)", (ids,))
-        cur.execute("DELETE FROM notebook_analysis WHERE notebook_id = ANY(%s)", (ids,))
+        if replace:
+            cur.execute("DELETE FROM output_plot WHERE notebook_id = ANY(%s)", (ids,))
+            cur.execute("DELETE FROM cell_analysis WHERE notebook_id = ANY(%s)", (ids,))
+            cur.execute("DELETE FROM notebook_analysis WHERE notebook_id = ANY(%s)", (ids,))
         with cur.copy(f"COPY notebook_analysis ({', '.join(NOTEBOOK_ANALYSIS_COLUMNS)}, analyzed_at) FROM STDIN") as copy:
             for row in notebooks:
-                copy.write_row((*row, "now"))
-        with cur.copy(f"COPY cell_analysis ({', '.join(CELL_ANALYSIS_COLUMNS)}) FROM STDIN") as copy:
-            for row in cells:
-                copy.write_row(tuple(
-                    _json(v) if col in _JSON_CELL else [_pg_text(x) for x in v] if isinstance(v, list) else _pg_text(v)
-                    for col, v in zip(CELL_ANALYSIS_COLUMNS, row)
-                ))
+                copy.write_row((*row[:2], [_pg_text(x) for x in row[2]], *row[3:], "now"))
+        if cells:
+            with cur.copy(f"COPY cell_analysis (cell_id, notebook_id, {', '.join(CELL_RENDER_COLUMNS)}) FROM STDIN") as copy:
+                copy.write(cells)
         if plots:
             cur.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS nbatlas_plot_load ("
@@ -73,9 +164,8 @@ def store_analysis(
                 "analyzer_version int, plot_kinds text[], evidence jsonb, plot_calls text[], segment int, "
                 "context_before text, context_after text) ON COMMIT DROP"
             )
-            with cur.copy(f"COPY nbatlas_plot_load ({', '.join(PLOT_LOAD_COLUMNS)}) FROM STDIN") as copy:
-                for row in plots:
-                    copy.write_row(tuple(_json(v) if col in _JSON_PLOT else _pg_text(v) for col, v in zip(PLOT_LOAD_COLUMNS, row)))
+            with cur.copy(f"COPY nbatlas_plot_load (cell_id, notebook_id, {', '.join(PLOT_RENDER_COLUMNS)}) FROM STDIN") as copy:
+                copy.write(plots)
             cur.execute(
                 "INSERT INTO output_plot (output_id, mime, cell_id, notebook_id, image_sha256, interactive, "
                 "analyzer_version, plot_kinds, evidence, plot_calls, segment, context_before, context_after, analyzed_at) "

@@ -3,11 +3,16 @@
 ``CodeAnalyzer`` is what ``ingest_paths(..., cell_analyzer=CodeAnalyzer())`` expects: a picklable
 callable run in the parse workers on each new notebook, whose ``load`` method then stores the results
 inside the ingest batch's own transaction (so a notebook never lands without its analysis).
+
+The workers also render the cell and figure rows in COPY text format (``RenderedFacts``): one bytes
+object per notebook crosses the process boundary instead of thousands of small Python objects, and
+the loading process, the ingest's bottleneck, only puts the ids in front of each line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ingest.understand.analyzer import ANALYZER_VERSION, NotebookFacts, analyze_notebook
@@ -38,17 +43,58 @@ def rows_for(notebook_id: int, cell_ids: Sequence[int], facts: NotebookFacts) ->
     return notebook, cells, plots
 
 
-def store_facts(*, connection: Any, items: Sequence[tuple[int, Sequence[int], NotebookFacts]]) -> None:
-    """Store analysis results ``[(notebook_id, cell_ids_by_position, facts), ...]`` on a raw psycopg connection."""
-    from db.queries.understand import store_analysis
+@dataclass
+class RenderedFacts:
+    """``NotebookFacts`` as COPY text (cell position first on each line), plus the notebook's counts."""
+
+    analyzer_version: int
+    libraries: list[str]
+    n_code_cells: int
+    n_unparsed_cells: int
+    n_visualisation_cells: int
+    cells: bytes  # position, then db.queries.understand.CELL_RENDER_COLUMNS
+    plots: bytes  # cell position, then db.queries.understand.PLOT_RENDER_COLUMNS
+
+
+def render_facts(facts: NotebookFacts) -> RenderedFacts:
+    from db.queries.understand import render_cell_rows, render_plot_rows
+
+    v = facts.analyzer_version
+    code = unparsed = visual = 0
+    for cf in facts.cells:
+        if cf.cell_type == "code":
+            code += 1
+            unparsed += not cf.parsed
+            visual += cf.is_visualisation
+    cells = render_cell_rows(
+        (cf.position, v, cf.parsed, cf.parse_error, cf.ipython_syntax, cf.imports or None, cf.calls or None, cf.call_names,
+         cf.libraries, cf.stage, cf.stage_evidence, cf.is_visualisation, cf.plot_kinds)
+        for cf in facts.cells
+    )
+    plots = render_plot_rows(
+        (p.cell_position, p.output_position, p.mime, p.interactive, v, p.plot_kinds, p.evidence, p.plot_calls, p.segment,
+         p.context_before, p.context_after)
+        for p in facts.plots
+    )
+    return RenderedFacts(v, facts.libraries, code, unparsed, visual, cells, plots)
+
+
+def store_facts(*, connection: Any, items: Sequence[tuple[int, Sequence[int], NotebookFacts | RenderedFacts]], replace: bool = True) -> None:
+    """Store analysis results ``[(notebook_id, cell_ids_by_position, facts), ...]`` on a raw psycopg connection.
+
+    ``replace=False``: the notebooks were just inserted (no earlier analysis to delete).
+    """
+    from db.queries.understand import store_rendered, with_ids
 
     notebooks, cells, plots = [], [], []
     for notebook_id, cell_ids, facts in items:
-        n, c, p = rows_for(notebook_id, cell_ids, facts)
-        notebooks.append(n)
-        cells.extend(c)
-        plots.extend(p)
-    store_analysis(connection=connection, notebooks=notebooks, cells=cells, plots=plots)
+        if isinstance(facts, NotebookFacts):
+            facts = render_facts(facts)
+        notebooks.append((notebook_id, facts.analyzer_version, facts.libraries, facts.n_code_cells, facts.n_unparsed_cells,
+                          facts.n_visualisation_cells))
+        cells.append(with_ids(facts.cells, notebook_id, cell_ids))
+        plots.append(with_ids(facts.plots, notebook_id, cell_ids))
+    store_rendered(connection=connection, notebooks=notebooks, cells=b"".join(cells), plots=b"".join(plots), replace=replace)
 
 
 class CodeAnalyzer:
@@ -56,8 +102,9 @@ class CodeAnalyzer:
 
     version = ANALYZER_VERSION
 
-    def __call__(self, nb: dict) -> NotebookFacts:
-        return analyze_notebook(nb)
+    def __call__(self, nb: dict) -> RenderedFacts:
+        return render_facts(analyze_notebook(nb))
 
-    def load(self, *, connection: Any, items: Sequence[tuple[int, Sequence[int], NotebookFacts]]) -> None:
-        store_facts(connection=connection, items=items)
+    def load(self, *, connection: Any, items: Sequence[tuple[int, Sequence[int], NotebookFacts | RenderedFacts]]) -> None:
+        # called by the ingest for notebooks it has just inserted: nothing to replace
+        store_facts(connection=connection, items=items, replace=False)
