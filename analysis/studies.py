@@ -123,7 +123,7 @@ def libraries_per_stage(api: NbatlasClient, out: Path) -> Section:
     md = (
         f"Figures counted per ML stage of the cell that drew them and per library of their plotting calls "
         f"(a figure drawn with two libraries counts for both). Most used: {lead}.\n\n"
-        + _markdown_table(["stage", "most used library", "figures with a library"], top_per_stage)
+        + _markdown_table(["stage", "most used library", "figure-library pairs"], top_per_stage)
     )
     return Section(name, title, md, csv_path, [png])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import csv
 import re
 import subprocess
@@ -121,3 +122,41 @@ def test_report_markdown_and_html_embed_every_figure(report_dir):
     for b64, name in zip(uris, linked):
         assert base64.b64decode(b64) == (report_dir / name).read_bytes()
     assert "<table>" in page and "<script" not in page
+
+
+CHROMIUM = os.environ.get("NBATLAS_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "report"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}: run .ci/chromium.sh")
+def test_html_report_renders_its_figures_in_chromium(report_dir):
+    """Headless Chromium opens report.html from disk: every figure decodes at its PNG's size and
+    its screenshot is not blank."""
+    from PIL import Image, ImageStat
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_workbench_browser import CHROMIUM_ARGS
+
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", (report_dir / "report.md").read_text())
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto((report_dir / "report.html").as_uri())
+            page.wait_for_load_state("load")
+            sizes = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth, e.naturalHeight])")
+            assert len(sizes) == len(linked)
+            for (complete, w, h), name in zip(sizes, linked):
+                with Image.open(report_dir / name) as im:
+                    assert complete and (w, h) == im.size, name
+            page.screenshot(path=str(ARTIFACTS / "report-full.png"), full_page=True)
+            for i, img in enumerate(page.query_selector_all("img")):
+                shot = ARTIFACTS / f"figure-{i}.png"
+                img.scroll_into_view_if_needed()
+                img.screenshot(path=str(shot))
+                with Image.open(shot) as im:
+                    assert im.width > 300 and im.height > 100
+                    assert ImageStat.Stat(im.convert("L")).stddev[0] > 10, f"{linked[i]} rendered blank"
+        finally:
+            browser.close()
