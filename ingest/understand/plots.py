@@ -310,20 +310,20 @@ def _refine(call: Call, shape: str, context: str) -> tuple[str, str]:
             return "correlation_heatmap", f"{call.last} of a correlation matrix ({_hit(CORR, args)})"
         if WORDCLOUD.search(args) or "wordcloud" in context:
             return "wordcloud", f"{call.last} of a word cloud"
-        if shape == "image_grid" and (CONFUSION.search(context) and "confusion_matrix(" in context):
+        if shape == "image_grid" and (_in_context(CONFUSION, context) and "confusion_matrix(" in context):
             return "confusion_matrix", "imshow next to confusion_matrix()"
         if shape == "image_grid" and "colorbar" in context and not re.search(r"img|image|pixel|digit|sample", args, re.I):
             return "heatmap", "imshow with a colorbar"
         return shape, f"{call.name}"
     if shape == "line":
-        if ROC.search(args) or (ROC.search(context) and call.last in ("plot", "step", "line")):
-            return "roc_curve", f"line of ROC data ({_hit(ROC, args) or _hit(ROC, context)})"
-        if PR.search(args) or PR.search(context):
+        if ROC.search(args) or (_in_context(ROC, context) and call.last in ("plot", "step", "line")):
+            return "roc_curve", f"line of ROC data ({_hit(ROC, args) or _context_hit(ROC, context)})"
+        if PR.search(args) or _in_context(PR, context):
             return "precision_recall_curve", "line of precision/recall curve data"
-        if CALIB.search(args) or CALIB.search(context):
+        if CALIB.search(args) or _in_context(CALIB, context):
             return "calibration_curve", "line of calibration_curve data"
-        if LEARNING.search(args) or (LEARNING.search(context) and call.last in ("plot", "lineplot", "line")):
-            return "learning_curve", f"line of training history ({_hit(LEARNING, args) or _hit(LEARNING, context)})"
+        if LEARNING.search(args) or (_in_context(LEARNING, context) and call.last in ("plot", "lineplot", "line")):
+            return "learning_curve", f"line of training history ({_hit(LEARNING, args) or _context_hit(LEARNING, context)})"
         if PDP.search(args):
             return "partial_dependence", "line of partial dependence"
         if IMPORTANCE.search(args):
@@ -332,8 +332,8 @@ def _refine(call: Call, shape: str, context: str) -> tuple[str, str]:
             return "density", f"line of a density ({_hit(DENSITY, args)})"
         return "line", call.name
     if shape == "bar":
-        if IMPORTANCE.search(args) or IMPORTANCE.search(context):
-            return "feature_importance", f"bars of importances ({_hit(IMPORTANCE, args) or _hit(IMPORTANCE, context)})"
+        if IMPORTANCE.search(args) or _in_context(IMPORTANCE, context):
+            return "feature_importance", f"bars of importances ({_hit(IMPORTANCE, args) or _context_hit(IMPORTANCE, context)})"
         if MISSING.search(args):
             return "missing_values", f"bars of missing values ({_hit(MISSING, args)})"
         if COUNTS.search(args) or COUNTS.search(call.name):
@@ -352,6 +352,27 @@ def _refine(call: Call, shape: str, context: str) -> tuple[str, str]:
 
 def _hit(pattern: re.Pattern, text: str) -> str:
     m = pattern.search(text)
+    return m.group(0) if m else ""
+
+
+# (pattern, context) -> match: a segment's context (up to 20,000 characters) is the same for each of
+# its calls, and scanning it once per call was most of the plot-kind time on long cells
+_CONTEXT_MATCHES: dict[tuple[re.Pattern, str], re.Match | None] = {}
+
+
+def _in_context(pattern: re.Pattern, context: str) -> re.Match | None:
+    key = (pattern, context)
+    try:
+        return _CONTEXT_MATCHES[key]
+    except KeyError:
+        if len(_CONTEXT_MATCHES) > 256:
+            _CONTEXT_MATCHES.clear()
+        m = _CONTEXT_MATCHES[key] = pattern.search(context)
+        return m
+
+
+def _context_hit(pattern: re.Pattern, context: str) -> str:
+    m = _in_context(pattern, context)
     return m.group(0) if m else ""
 
 

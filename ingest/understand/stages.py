@@ -154,7 +154,7 @@ def stage_of_code(
     if c := _has(live, EXPLANATION):
         return StageResult("explanation", [f"call {c.name}"])
     live_text = " ".join(c.text + " " + c.arg_text() for c in live[:300])
-    if re.search(r"feature_importances_|\.coef_|shap_values|explainer", live_text):
+    if any(word in live_text for word in ("feature_importances_", ".coef_", "shap_values", "explainer")):
         return StageResult("explanation", ["reads feature_importances_/coef_/SHAP values"])
     fit = _method(live, {"fit"})
     if c := _has(live, TUNING) or (fit if fit and TUNING.search(text) else None):
@@ -181,7 +181,7 @@ def stage_of_code(
     if c := _has(live, LOADERS) or _method(live, LOADER_METHODS):
         return StageResult("data_loading", [f"call {c.name}"])
 
-    if (_MODEL_TEXT_WORDS.search(text) and MODEL_TEXT.search(text)) or any(MODEL_ARGS.search(c.arg_text()) for c in top[:300]):
+    if (any(word in text for word in _MODEL_TEXT_WORDS) and MODEL_TEXT.search(text)) or any(MODEL_ARGS.search(c.arg_text()) for c in top[:300]):
         return StageResult("modelling", ["builds a model"])
     fe = _feature_votes(live, assigned_columns)
     pre = _preprocess_votes(live, assigned_columns)
@@ -220,7 +220,7 @@ def stage_of_code(
 MODEL_TEXT = re.compile(r"^\s*model\w*\s*=|^\s*model\.\w+(\.\w+)*\s*=|\bmodel\.(to|cuda|load_state_dict)\(|^\s*\w*_params\s*=\s*\{"
                         r"|^\s*(optimizer|criterion)\s*=", re.M)
 # every branch of MODEL_TEXT contains one of these words: a cheap scan rules most cells out
-_MODEL_TEXT_WORDS = re.compile(r"model|_params|optimizer|criterion")
+_MODEL_TEXT_WORDS = ("model", "_params", "optimizer", "criterion")
 MODEL_ARGS = re.compile(r"Classifier\b|Regressor\b|\bSVC\b|\bXGB|\bLGBM|CatBoost")
 IMPORTANCE_TEXT = re.compile(r"importance", re.I)
 HELPER_WORDS = (("submi", "prediction"), ("predict", "prediction"), ("infer", "prediction"), ("evaluat", "evaluation"),
