@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import cli_env
-from tests.test_api import NBATLAS, TIMEOUT
+from tests.test_api import NBATLAS, TIMEOUT, serve
+from tests.test_api_reproduce import reproduced  # noqa: F401  (a fixture: three notebooks re-executed)
 
 EVALUATION = ["confusion_matrix", "roc_curve", "precision_recall_curve", "learning_curve", "calibration_curve"]
 EXPLAINABILITY = ["shap", "feature_importance", "partial_dependence"]
@@ -160,3 +161,37 @@ def test_html_report_renders_its_figures_in_chromium(report_dir):
                     assert ImageStat.Stat(im.convert("L")).stddev[0] > 10, f"{linked[i]} rendered blank"
         finally:
             browser.close()
+
+
+def test_reproducibility_tables_equal_sql_with_given_server(reproduced, tmp_path):
+    """Against a running server (--server) on a database where three notebooks were re-executed:
+    the Pimentel-style outcome rows and the failure causes equal SQL counts over the run table."""
+    url, _, _, home = reproduced
+    out = tmp_path / "out"
+    with serve(url, tmp_path / "serve-home") as base:
+        done = subprocess.run(
+            [NBATLAS, "report", "--server", base, "--out", str(out)], env=cli_env(url, tmp_path / "home"),
+            capture_output=True, text=True, timeout=TIMEOUT * 2,
+        )
+    assert done.returncode == 0, done.stderr
+    got = {(r["table"], r["row"]): int(r["runs"]) for r in read_csv(out / "reproducibility.csv")}
+    eng = create_engine(url)
+    try:
+        total, ok, same = rows(eng, "SELECT count(*), count(*) FILTER (WHERE status = 'ok'), "
+                                    "count(*) FILTER (WHERE status = 'ok' AND same_results) FROM run")[0]
+        causes = rows(eng, "SELECT failure_class, count(*) FROM run WHERE failure_class IS NOT NULL GROUP BY 1")
+    finally:
+        eng.dispose()
+    assert (total, ok, same) == (3, 2, 1)
+    assert got[("outcome", "runs")] == total
+    assert got[("outcome", "finished without error")] == ok
+    assert got[("outcome", "finished with an exception or limit")] == total - ok
+    assert got[("outcome", "same results")] == same
+    assert got[("outcome", "different results")] == ok - same
+    assert {row: n for (table, row), n in got.items() if table == "failure_class"} == dict(causes)
+    assert causes and "missing_module" in dict(causes)
+    md = (out / "report.md").read_text()
+    assert "Pimentel" in md and "No notebook has been re-executed" not in md
+    assert (out / "reproducibility.png").stat().st_size > 5000
+    # ingested without code analysis: the plot studies say so rather than drawing empty charts
+    assert "No figure in the corpus has a plot kind yet" in md and not (out / "plot_kinds_per_stage.png").exists()
