@@ -269,6 +269,27 @@ def test_gallery_filter_plot_more_like_this_and_coding(page, site):
     # the same key again removes it
     pg.keyboard.press(code["key"])
     expect(pg.locator(f'#coding button.code[data-code-id="{code["id"]}"]')).to_have_attribute("aria-pressed", "false")
+
+    # its notebook: j moves to the first cell, a key codes that cell, and a reload shows it kept
+    with pg.expect_navigation():
+        pg.click("#notebook-link")
+    pg.keyboard.press("j")
+    focused = pg.locator("article.cell.focused")
+    expect(focused).to_have_count(1)
+    expect(pg.locator("#target-label")).to_have_text("cell #0")
+    cell_id = focused.get_attribute("data-cell-id")
+    explain = site["codes"][1]
+    pg.keyboard.press(explain["key"])
+    badges = pg.locator(f'.cell-codes[data-for="cell:{cell_id}"] .kind')
+    expect(badges).to_have_text([explain["name"]])
+    screenshot(pg, "7-notebook-cell-coded")
+    pg.reload()
+    expect(pg.locator(f'.cell-codes[data-for="cell:{cell_id}"] .kind')).to_have_text([explain["name"]])
+    eng = create_engine(site["url"])
+    with eng.connect() as conn:
+        kinds = conn.execute(text("SELECT target_kind, cell_id FROM annotation ORDER BY id")).all()
+    eng.dispose()
+    assert kinds == [("cell", int(cell_id))]  # the plot's code was removed above
     assert not page.errors and not page.dialogs
 
 
@@ -291,7 +312,7 @@ def test_a_notebook_of_payloads_runs_nothing(page, site, beacon):
     assert frames[0].locator("table").count() == 1  # rendered, but inert
     for frame in pg.frames:  # the page and every frame in it
         assert frame.evaluate(f"typeof window.{XSS_FLAG}") == "undefined", frame.url
-    screenshot(pg, "7-payload-notebook")
+    screenshot(pg, "8-payload-notebook")
 
     # the SVG: on its plot page (an <img>), and its URL opened as a page of its own
     svg = pg.locator("figure.out-image img").first.get_attribute("src").split("?")[0]
@@ -299,7 +320,7 @@ def test_a_notebook_of_payloads_runs_nothing(page, site, beacon):
     pg.goto(f"{site['base']}/plot/{sha}")
     expect(pg.locator("#plot-image")).to_be_visible()
     assert pg.evaluate(f"typeof window.{XSS_FLAG}") == "undefined"
-    screenshot(pg, "8-payload-svg-plot")
+    screenshot(pg, "9-payload-svg-plot")
     pg.goto(site["base"] + svg)
     pg.wait_for_timeout(500)
     assert pg.evaluate(f"typeof window.{XSS_FLAG}") == "undefined"

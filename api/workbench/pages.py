@@ -15,6 +15,7 @@ from db.queries import similarity as sim
 from db.queries import understand
 
 GALLERY_PAGE = 48
+COUNT_CAP = 1000
 NOTEBOOK_CELLS = 400
 SIMILAR = 12
 
@@ -70,16 +71,22 @@ def coding_context(
 
 
 def gallery_page(
-    *, session: Session, filter: workbench.PlotFilter, after: tuple[int, str] | None, with_values: bool
+    *, session: Session, filter: workbench.PlotFilter, after: tuple[int, str] | None, values: dict | None
 ) -> dict[str, Any]:
     rows = workbench.gallery_page(session=session, filter=filter, first=GALLERY_PAGE, after=after)
     has_next = len(rows) > GALLERY_PAGE
     rows = rows[:GALLERY_PAGE]
+    values = values if values is not None else workbench.gallery_filter_values(session=session)
+    # counted on the first page only, and up to COUNT_CAP: an exact count of a broad filter costs
+    # a scan of every matching figure
+    count = None
+    if after is None:
+        count = values["total"] if filter.is_empty() else workbench.gallery_count(
+            session=session, filter=filter, limit=COUNT_CAP)
     return {
         "tiles": rows,
         "next": f"{rows[-1]['output_id']}:{rows[-1]['mime']}" if has_next and rows else None,
-        "count": workbench.gallery_count(session=session, filter=filter),
-        "values": workbench.gallery_filter_values(session=session) if with_values else None,
+        "count": count, "count_cap": COUNT_CAP, "values": values,
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,27 @@ def _plot_filter(request: Request) -> tuple[PlotFilter, list[tuple[str, str]]]:
     return flt, pairs + ([("q", text)] if text else [])
 
 
+class _Cached:
+    """One value, kept for a while."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.value: Any = None
+        self.at = 0.0
+
+    def get(self) -> Any:
+        return self.value if self.value is not None and time.monotonic() - self.at < self.seconds else None
+
+    def put(self, value: Any) -> None:
+        if self.get() is None:
+            self.value, self.at = value, time.monotonic()
+
+
 def build_workbench_router(db: Database, *, settings: Settings, public: bool) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     templates = _environment(public)
+    # the filters' values and counts aggregate every figure: computed once a minute, not per page
+    filter_values = _Cached(seconds=60)
 
     def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("annotator", getattr(request.state, "annotator", None))
@@ -112,7 +131,8 @@ def build_workbench_router(db: Database, *, settings: Settings, public: bool) ->
             if not output_id.isdigit() or not mime:
                 return page(request, "error.html", status=400, title="Bad page", message=f"not a page cursor: {raw_after!r}")
             after = (int(output_id), mime)
-        data = await db.read(gallery_page, filter=flt, after=after, with_values=True)
+        data = await db.read(gallery_page, filter=flt, after=after, values=filter_values.get())
+        filter_values.put(data["values"])
         return page(request, "gallery.html", active=active, chosen=dict(active), page_size=GALLERY_PAGE, **data)
 
     @router.get("/plot/{sha256}", response_class=HTMLResponse)

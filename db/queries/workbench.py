@@ -16,16 +16,16 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import BigInteger
 from sqlmodel import Session
 
-from db.models.search_indexes import FTS_CONFIG, FTS_MAX_CHARS
+from db.models.search_indexes import FTS_CONFIG
 from db.queries.filters import _Filter
 
 NO_KIND = "(none)"  # the plot-kind filter value for figures no rule recognised
 _IDS = bindparam("ids", type_=ARRAY(BigInteger))
 
 
-def _tsv(alias: str, kind: str) -> str:
-    # exactly the expression of the GIN index (db.models.search_indexes), or the index is not used
-    return f"to_tsvector('{FTS_CONFIG[kind]}'::regconfig, left({alias}.source, {FTS_MAX_CHARS}))"
+def _matches(alias: str, kind: str, param: str) -> str:
+    # cell.search_vector holds each cell's tsvector (db.models.search_indexes), GIN-indexed per cell type
+    return f"{alias}.search_vector @@ websearch_to_tsquery('{FTS_CONFIG[kind]}'::regconfig, :{param})"
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class PlotFilter(_Filter):
     competition: tuple[str, ...] | None = None  # Kaggle competition of the notebook
     min_votes: int | None = None  # Kaggle votes of the notebook
     max_votes: int | None = None
-    run_status: tuple[str, ...] | None = None  # status of the notebook's latest reproduction
+    run_status: tuple[str, ...] | None = None  # status of the notebook's latest reproduction (newest request)
     text: str | None = None  # full text: the drawing cell's code, or the markdown just before it
     mime: tuple[str, ...] | None = None  # image format
     notebook_id: tuple[int, ...] | None = None
@@ -86,7 +86,7 @@ class PlotFilter(_Filter):
             )
         if self.run_status:
             where.append(
-                f"(SELECT r.status FROM run r WHERE r.notebook_id = {o}.notebook_id ORDER BY r.id DESC LIMIT 1)"
+                f"(SELECT r.status FROM run r WHERE r.notebook_id = {o}.notebook_id ORDER BY r.request_id DESC, r.id DESC LIMIT 1)"
                 " = ANY(CAST(:f_status AS text[]))"
             )
             params["f_status"] = list(self.run_status)
@@ -96,30 +96,40 @@ class PlotFilter(_Filter):
             where.append(
                 f"""{o}.cell_id IN (
                     SELECT c.id FROM cell c
-                    WHERE c.cell_type = 'code' AND {_tsv('c', 'code')} @@ websearch_to_tsquery('simple', :f_text)
+                    WHERE c.cell_type = 'code' AND {_matches('c', 'code', 'f_text')}
                     UNION
                     SELECT c.id FROM cell m
                     JOIN cell c ON c.notebook_id = m.notebook_id AND c.position > m.position AND c.cell_type = 'code'
                      AND c.position < coalesce((SELECT min(b.position) FROM cell b WHERE b.notebook_id = m.notebook_id
                                                AND b.cell_type = 'markdown' AND b.position > m.position), 2147483647)
-                    WHERE m.cell_type = 'markdown' AND {_tsv('m', 'markdown')} @@ websearch_to_tsquery('english', :f_text)
+                    WHERE m.cell_type = 'markdown' AND {_matches('m', 'markdown', 'f_text')}
                 )"""
             )
             params["f_text"] = self.text.strip()
         return where, params
 
 
-_GALLERY_FROM = """
+def _gallery_from(after: bool = False) -> str:
+    # after a cursor, the same lower bound on every table joined by output id: the planner then
+    # starts each ordered scan at the cursor instead of merging from the first row
+    bound_o = " AND o.id >= :a_output" if after else ""
+    bound_p = " AND p.output_id >= :a_output" if after else ""
+    # image, output_plot and cell_analysis are left joins on their keys: PostgreSQL leaves out the
+    # ones no filter uses (an output_image always has its image)
+    return f"""
     FROM output_image oi
-    JOIN output o ON o.id = oi.output_id
-    JOIN image i ON i.sha256 = oi.image_sha256
-    LEFT JOIN output_plot p ON p.output_id = oi.output_id AND p.mime = oi.mime
+    JOIN output o ON o.id = oi.output_id{bound_o}
+    LEFT JOIN image i ON i.sha256 = oi.image_sha256
+    LEFT JOIN output_plot p ON p.output_id = oi.output_id AND p.mime = oi.mime{bound_p}
     LEFT JOIN cell_analysis ca ON ca.cell_id = o.cell_id
     WHERE NOT EXISTS (
         SELECT 1 FROM output_image e
         WHERE e.image_sha256 = oi.image_sha256 AND (e.output_id, e.mime) < (oi.output_id, oi.mime)
     )
 """
+
+
+_GALLERY_FROM = _gallery_from()
 
 
 def gallery_page(
@@ -132,18 +142,24 @@ def gallery_page(
         where.append("(oi.output_id, oi.mime) > (:a_output, :a_mime)")
         params.update(a_output=after[0], a_mime=after[1])
     params["limit"] = first + 1
+    # the page's rows first, their details after: a broad filter then joins details for one page only
     sql = (
-        "SELECT oi.output_id, oi.mime, oi.image_sha256 AS sha256, o.cell_id, o.notebook_id, i.mime AS image_mime, "
-        "i.width, i.height, coalesce(p.plot_kinds, '{}') AS plot_kinds, ca.stage, coalesce(ca.libraries, '{}') AS libraries"
-        + _GALLERY_FROM + "".join(f" AND {w}" for w in where)
-        + " ORDER BY oi.output_id, oi.mime LIMIT :limit"
+        "SELECT g.output_id, g.mime, g.image_sha256 AS sha256, g.cell_id, g.notebook_id, i.mime AS image_mime, "
+        "i.width, i.height, coalesce(p.plot_kinds, '{}') AS plot_kinds, ca.stage, coalesce(ca.libraries, '{}') AS libraries "
+        "FROM (SELECT oi.output_id, oi.mime, oi.image_sha256, o.cell_id, o.notebook_id"
+        + _gallery_from(after is not None) + "".join(f" AND {w}" for w in where)
+        + " ORDER BY oi.output_id, oi.mime LIMIT :limit) g "
+        "JOIN image i ON i.sha256 = g.image_sha256 "
+        "LEFT JOIN output_plot p ON p.output_id = g.output_id AND p.mime = g.mime "
+        "LEFT JOIN cell_analysis ca ON ca.cell_id = g.cell_id "
+        "ORDER BY g.output_id, g.mime"
     )
     rows = session.connection().execute(text(sql), params).mappings()
     return [{**r, "sha256": r["sha256"].strip()} for r in rows]
 
 
 def gallery_count(*, session: Session, filter: PlotFilter | None = None, limit: int = 10_000) -> int:
-    """How many images match (counted up to ``limit``: beyond it the page says "10,000+")."""
+    """How many images match, counted up to ``limit`` (the page then says "1,000+")."""
     where, params = (filter or PlotFilter()).sql()
     params["limit"] = limit
     sql = (
@@ -179,6 +195,8 @@ def gallery_filter_values(*, session: Session) -> dict[str, list[tuple[str, int]
                 text("SELECT mime, count(*) FROM image GROUP BY mime ORDER BY count(*) DESC, mime")
             )
         ],
+        # distinct images the notebooks showed: the unfiltered gallery's size
+        "total": session.connection().execute(text("SELECT count(DISTINCT image_sha256) FROM output_image")).scalar_one(),
     }
 
 
@@ -224,7 +242,7 @@ def latest_runs(*, session: Session, ids: Sequence[int]) -> dict[int, dict[str, 
             """
             SELECT DISTINCT ON (notebook_id) notebook_id, id, status, failure_class, failure_detail, same_plots,
                    same_results
-            FROM run WHERE notebook_id = ANY(:ids) ORDER BY notebook_id, id DESC
+            FROM run WHERE notebook_id = ANY(:ids) ORDER BY notebook_id, request_id DESC, id DESC
             """
         ).bindparams(_IDS),
         {"ids": list(ids)},
