@@ -84,8 +84,8 @@ class _Cached:
 def build_workbench_router(db: Database, *, settings: Settings, public: bool) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     templates = _environment(public)
-    # the filters' values and counts aggregate every figure: computed once a minute, not per page
-    filter_values = _Cached(seconds=60)
+    # the filters' values and counts aggregate every figure: computed every few minutes, not per page
+    filter_values = _Cached(seconds=300)
 
     def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("annotator", getattr(request.state, "annotator", None))

@@ -173,11 +173,14 @@ def gallery_filter_values(*, session: Session) -> dict[str, list[tuple[str, int]
     """The values each gallery filter offers, with how many figures (or notebooks) have them."""
     from db.queries.kaggle import kaggle_facet_counts
     from db.queries.reproduce import run_facets
-    from db.queries.understand import plot_kind_counts, plot_kind_counts_by_stage
+    from db.queries.understand import plot_kind_counts_by_stage
 
+    # one pass over the figures gives both the kinds' and the stages' counts
     stages: dict[str, int] = {}
-    for stage, _kind, n in plot_kind_counts_by_stage(session=session):
+    kinds: dict[str, int] = {}
+    for stage, kind, n in plot_kind_counts_by_stage(session=session):
         stages[stage] = stages.get(stage, 0) + n
+        kinds[kind] = kinds.get(kind, 0) + n
     libraries = session.connection().execute(
         text(
             "SELECT lib, count(*) FROM cell_analysis ca, unnest(ca.libraries) AS lib "
@@ -185,7 +188,7 @@ def gallery_filter_values(*, session: Session) -> dict[str, list[tuple[str, int]
         )
     )
     return {
-        "plot_kind": plot_kind_counts(session=session),
+        "plot_kind": sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])),
         "stage": sorted(stages.items(), key=lambda kv: (-kv[1], kv[0])),
         "library": [(lib, n) for lib, n in libraries],
         "competition": [(v, n) for v, n in kaggle_facet_counts(session=session, field="competition", first=200) if v],
