@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,13 +117,19 @@ def analyze_cells(cells: list[Any], *, language: str | None = None) -> NotebookF
     ``language``: the kernel's language; code in another language than Python (Julia, R) is not
     parsed, its cells are marked as such and only its figure outputs are recorded.
     """
-    # syntax trees are many small acyclic objects that reference counting frees: the cyclic collector
-    # would only rescan the whole heap (the notebook being parsed) again and again, up to half the
-    # analysis time on big generated cells
+    with without_gc():
+        return _analyze_cells(cells, language)
+
+
+@contextmanager
+def without_gc():
+    """Syntax trees and rows are many small acyclic objects that reference counting frees: the cyclic
+    collector would only rescan the whole heap (the notebook being parsed) again and again, up to half
+    the analysis time on big generated cells."""
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _analyze_cells(cells, language)
+        yield
     finally:
         if collecting:
             gc.enable()

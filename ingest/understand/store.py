@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ingest.understand.analyzer import ANALYZER_VERSION, NotebookFacts, analyze_notebook
+from ingest.understand.analyzer import ANALYZER_VERSION, NotebookFacts, analyze_notebook, without_gc
 
 
 def rows_for(notebook_id: int, cell_ids: Sequence[int], facts: NotebookFacts) -> tuple[tuple, list[tuple], list[tuple]]:
@@ -103,7 +103,8 @@ class CodeAnalyzer:
     version = ANALYZER_VERSION
 
     def __call__(self, nb: dict) -> RenderedFacts:
-        return render_facts(analyze_notebook(nb))
+        with without_gc():
+            return render_facts(analyze_notebook(nb))
 
     def load(self, *, connection: Any, items: Sequence[tuple[int, Sequence[int], NotebookFacts | RenderedFacts]]) -> None:
         # called by the ingest for notebooks it has just inserted: nothing to replace
