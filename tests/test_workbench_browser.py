@@ -163,7 +163,7 @@ def browser() -> Iterator:
 
 
 @pytest.fixture
-def page(browser, site) -> Iterator:
+def page(site, browser) -> Iterator:
     """A fresh browser tab that records every dialog, script error and request."""
     from types import SimpleNamespace
 
