@@ -280,6 +280,47 @@ def test_gallery_filters_and_pages(client: TestClient, db: Session):
     assert client.get("/", params={"after": "nonsense"}).status_code == 400
 
 
+def test_gallery_kaggle_and_reproduction_filters(corpus, db: Session):
+    """Competition, votes and reproduction filters, on metadata added to two notebooks of the copy."""
+    from api.app import create_app
+    from db.models import KaggleKernel, Run, RunRequest
+
+    first, second = db.execute(text(
+        "SELECT o.notebook_id FROM output_image oi JOIN output o ON o.id = oi.output_id "
+        "GROUP BY o.notebook_id HAVING count(*) >= 2 ORDER BY o.notebook_id LIMIT 2")).scalars().all()
+    for notebook_id, competition, votes in ((first, "titanic", 42), (second, "house-prices", 7)):
+        source_id = db.execute(text("SELECT min(id) FROM source WHERE notebook_id = :n"), {"n": notebook_id}).scalar_one()
+        db.add(KaggleKernel(source_id=source_id, notebook_id=notebook_id, origin="api", ref=f"someone/{competition}",
+                            title=f"A {competition} notebook", votes=votes, competition_sources=[competition]))
+    request = RunRequest(backend="local", image="-", timeout_s=60, limits={}, selection={})
+    db.add(request)
+    db.flush()
+    db.add(Run(request_id=request.id, notebook_id=first, backend="local", status="error"))
+    db.add(Run(request_id=request.id, notebook_id=second, backend="local", status="ok"))
+    db.commit()
+
+    def notebooks_shown(client, **params) -> set[int]:
+        shas = [sha for sha, _ in tiles_of(client.get("/", params=params).text)]
+        rows = db.execute(text(
+            "SELECT DISTINCT o.notebook_id FROM output_image oi JOIN output o ON o.id = oi.output_id "
+            "WHERE oi.image_sha256 = ANY(:s)"), {"s": shas}).scalars().all()
+        db.rollback()
+        return set(rows)
+
+    app = create_app(Settings(home=corpus["home"], database_url=corpus["url"]))  # its filter values are fresh
+    with TestClient(app) as client:
+        page = client.get("/").text
+        assert '<option value="titanic">titanic (1)</option>' in page and 'name="min_votes"' in page
+        assert '<option value="error">error (1)</option>' in page
+        assert notebooks_shown(client, competition="titanic") == {first}
+        assert notebooks_shown(client, min_votes="5") == {first, second}
+        assert notebooks_shown(client, min_votes="10") == {first}
+        assert notebooks_shown(client, min_votes="50") == set()
+        assert notebooks_shown(client, run_status="ok") == {second}
+        # the Kaggle title names the notebook on its page
+        assert "A titanic notebook" in client.get(f"/notebook/{first}").text
+
+
 def test_plot_page(client: TestClient, db: Session):
     sha, cell_id, source = db.execute(text(
         "SELECT p.image_sha256, p.cell_id, c.source FROM output_plot p JOIN cell c ON c.id = p.cell_id "

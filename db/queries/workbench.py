@@ -198,6 +198,7 @@ def gallery_filter_values(*, session: Session) -> dict[str, list[tuple[str, int]
                 text("SELECT mime, count(*) FROM image GROUP BY mime ORDER BY count(*) DESC, mime")
             )
         ],
+        "has_kaggle": session.connection().execute(text("SELECT EXISTS (SELECT 1 FROM kaggle_kernel)")).scalar_one(),
         # distinct images the notebooks showed: the unfiltered gallery's size
         "total": session.connection().execute(text("SELECT count(DISTINCT image_sha256) FROM output_image")).scalar_one(),
     }
