@@ -29,6 +29,7 @@ from api.ids import db_id, parse_global_id
 from api.inputs import CellFilterInput, ImageFilterInput, NotebookFilterInput, OutputFilterInput
 from api.kaggle import KaggleQuery
 from api.reproduce import ReproduceQuery
+from api.similarity import SimilarityQuery
 from api.understand import UnderstandQuery
 from db.queries import browse, curate, facets, search
 from db.settings import Settings
@@ -51,7 +52,7 @@ def _count(info: Info, table: str, filter):
 
 
 @strawberry.type
-class Query(ReproduceQuery, UnderstandQuery, KaggleQuery):
+class Query(ReproduceQuery, UnderstandQuery, KaggleQuery, SimilarityQuery):
     @strawberry.field(description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> t.Node | None:
         type_name, key = parse_global_id(id)

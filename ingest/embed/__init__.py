@@ -1,48 +1,12 @@
-"""Embedders (code, text, image), the pHash, and the ``embed`` job.
+"""The ``embed`` job (``job.py``) and, re-exported from ``db.embed``, the embedders and the pHash.
 
-``get_embedder(space, name)`` builds one by name: the offline defaults below need no model
-files; ``st:<model>`` uses sentence-transformers (the ``ml`` extra, see ``neural.py``).
+The embedders moved to ``db.embed`` (the API embeds a client's query with them and may not import
+``ingest``); ``ingest.embed.code``, ``.text``, ``.image``, ``.phash``, ``.neural`` and ``.protocol``
+still import, as aliases of the ``db.embed`` modules.
 """
 
 from __future__ import annotations
 
-from ingest.embed.protocol import SPACES, Embedder, EmbedderUnavailable, ImageItem, Space
-
-BUILTIN = {
-    "code": {"code-ngrams": "ingest.embed.code:CodeEmbedder"},
-    "text": {"text-words": "ingest.embed.text:TextEmbedder"},
-    "image": {"plot-descriptor": "ingest.embed.image:PlotImageEmbedder"},
-}
-
-
-def model_name(space: Space, settings=None) -> str:
-    """The model configured for a space (settings ``embed_<space>_model``)."""
-    if settings is None:
-        from db.settings import get_settings
-
-        settings = get_settings()
-    return getattr(settings, f"embed_{space}_model")
-
-
-def get_embedder(space: Space, name: str | None = None, *, settings=None) -> Embedder:
-    """The embedder called ``name`` for ``space`` (default: the one in settings)."""
-    import importlib
-
-    if space not in SPACES:
-        raise ValueError(f"unknown space {space!r}: one of {', '.join(SPACES)}")
-    name = name or model_name(space, settings)
-    if name in BUILTIN[space]:
-        module, cls = BUILTIN[space][name].split(":")
-        embedder = getattr(importlib.import_module(module), cls)()
-        if space == "image" and settings is not None:
-            embedder.max_pixels = settings.max_image_pixels
-        return embedder
-    if name.startswith("st:"):
-        from ingest.embed.neural import SentenceTransformerEmbedder
-
-        return SentenceTransformerEmbedder(name[3:], space)
-    known = ", ".join(BUILTIN[space])
-    raise EmbedderUnavailable(f"no {space} model called {name!r}: built in are {known}; or st:<sentence-transformers model>")
-
+from db.embed import BUILTIN, SPACES, Embedder, EmbedderUnavailable, ImageItem, Space, get_embedder, model_name
 
 __all__ = ["BUILTIN", "SPACES", "Embedder", "EmbedderUnavailable", "ImageItem", "Space", "get_embedder", "model_name"]
