@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import fields
 from enum import Enum
-
 from typing import Annotated
 
 import strawberry

@@ -339,8 +339,8 @@ def all_of(conds: list[ColumnElement[bool]]) -> ColumnElement[bool]:
 
 
 __all__ = [
-    "CellFilter", "FilterParamError", "ImageFilter", "NotebookFilter", "OutputFilter", "ReproductionFilter", "all_of", "filter_fields",
-    "filter_from_params",
+    "CellFilter", "FilterParamError", "ImageFilter", "NotebookFilter", "OutputFilter", "ReproductionFilter", "all_of",
+    "filter_fields", "filter_from_params",
 ]
 
 
