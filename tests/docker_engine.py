@@ -90,7 +90,10 @@ def start_engine(state_dir: Path | None = None, *, data_root: Path | None = None
         raise EngineUnavailable("dockerd is not installed (apt-get install -y docker.io)")
     if os.geteuid() != 0:
         raise EngineUnavailable("starting a private dockerd needs root (or set DOCKER_HOST to a running engine)")
+    if data_root is not None and _data_root_in_use(Path(data_root)):
+        data_root = None  # two engines on one data root corrupt it: this one gets a temporary one
     # unix socket paths are limited to ~108 bytes: keep the directory short
+    made_here = state_dir is None
     state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="nbatlas-docker-", dir="/tmp"))
     state_dir.mkdir(parents=True, exist_ok=True)
     if len(str(state_dir / "exec" / "containerd" / "containerd.sock")) > 100:
@@ -120,8 +123,10 @@ def start_engine(state_dir: Path | None = None, *, data_root: Path | None = None
     deadline = t0 + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise EngineUnavailable(f"dockerd exited with {proc.returncode} at start; its log: "
-                                    f"{_log_tail(state_dir)}")
+            tail = _log_tail(state_dir)
+            if made_here:
+                stop_engine(state_dir)
+            raise EngineUnavailable(f"dockerd exited with {proc.returncode} at start; its log: {tail}")
         if engine.socket.exists():
             try:
                 client = engine.client(timeout=5)
@@ -133,10 +138,31 @@ def start_engine(state_dir: Path | None = None, *, data_root: Path | None = None
         time.sleep(0.2)
     else:
         _terminate(proc.pid)
-        raise EngineUnavailable(f"dockerd did not answer within {timeout:.0f}s; its log: {_log_tail(state_dir)}")
+        tail = _log_tail(state_dir)
+        if made_here:
+            stop_engine(state_dir)
+        raise EngineUnavailable(f"dockerd did not answer within {timeout:.0f}s; its log: {tail}")
     engine.started_in_s = round(time.monotonic() - t0, 3)
     (state_dir / STATE_FILE).write_text(json.dumps({"pid": proc.pid, "started_in_s": engine.started_in_s}))
     return engine
+
+
+def _data_root_in_use(data_root: Path) -> bool:
+    """Whether a running dockerd already uses ``data_root``."""
+    wanted = str(data_root.resolve())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not args or not args[0].endswith(b"dockerd"):
+            continue
+        for flag, value in zip(args, args[1:]):
+            if flag == b"--data-root" and str(Path(value.decode(errors="replace")).resolve()) == wanted:
+                return True
+    return False
 
 
 def _log_tail(state_dir: Path, limit: int = 2000) -> str:

@@ -95,7 +95,7 @@ def _ours(client) -> list:
 def no_leak(docker_client):
     yield
     left = _ours(docker_client)
-    assert left == [], f"containers left behind: {[c.name for c in left]}"
+    assert left == [], f"containers left behind: {[(c['Names'], c['State']) for c in left]}"
 
 
 def _tiny(*sources: str) -> dict:
@@ -402,9 +402,12 @@ def test_sigterm_stops_a_run_cleanly_and_keeps_the_rest_queued(fresh_database, r
     finally:
         if proc.poll() is None:
             proc.kill()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert proc.returncode == 130, stderr[-2000:]
     assert _ours(docker_client) == []
     with eng.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM run")).scalar() == 0  # an interruption is not a result
+        runs = conn.execute(text("SELECT status, detail FROM run")).all()
         jobs = dict(conn.execute(text("SELECT status::text, count(*) FROM procrastinate.procrastinate_jobs GROUP BY 1")).all())
-    assert jobs == {"todo": 3}
+    assert runs == [], (runs, stderr[-2000:])  # an interruption is not a result of the notebook
+    assert jobs == {"todo": 3}, (jobs, stderr[-2000:])
     eng.dispose()

@@ -260,8 +260,11 @@ def install_cleanup_handlers() -> None:
         signal.signal(signum, handler)
 
 
-def our_containers(client, *, all_states: bool = True) -> list:
-    return client.containers.list(all=all_states, filters={"label": f"{ROLE_LABEL}=run"})
+def our_containers(client, *, all_states: bool = True) -> list[dict]:
+    """Run containers in the engine, as the list endpoint gives them (Id, Names, Labels, State).
+    The low-level call on purpose: ``containers.list`` inspects each one afterwards and fails on a
+    container removed in between."""
+    return client.api.containers(all=all_states, filters={"label": f"{ROLE_LABEL}=run"})
 
 
 def sweep_orphans(client, *, now: float | None = None) -> int:
@@ -273,13 +276,16 @@ def sweep_orphans(client, *, now: float | None = None) -> int:
     except Exception:  # noqa: BLE001 - no engine: nothing to sweep
         return 0
     for container in containers:
-        labels = container.labels or {}
+        labels = container.get("Labels") or {}
         alive = owner_alive(labels.get(OWNER_LABEL, ""))
         try:
             deadline = float(labels.get(DEADLINE_LABEL, "0"))
         except ValueError:
             deadline = 0.0
         if alive is False or deadline < now:
-            _remove_quietly(container)
-            removed += 1
+            try:
+                client.api.remove_container(container["Id"], force=True, v=True)
+                removed += 1
+            except Exception:  # noqa: BLE001 - gone already, or being removed by its owner
+                pass
     return removed

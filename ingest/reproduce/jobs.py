@@ -291,6 +291,14 @@ async def _run_workers(app: procrastinate.App, deps: WorkerDeps, options: Worker
             pass
     signals_seen = 0
     worker_task: asyncio.Task | None = None
+    cancelled = False
+
+    def stop_worker() -> None:
+        # once: a second cancel would cut Procrastinate's graceful shutdown short (jobs left "doing")
+        nonlocal cancelled
+        if worker_task is not None and not cancelled:
+            cancelled = True
+            worker_task.cancel()
 
     def on_signal() -> None:
         nonlocal signals_seen
@@ -299,8 +307,7 @@ async def _run_workers(app: procrastinate.App, deps: WorkerDeps, options: Worker
             deps.stop_running()
             os._exit(130)
         loop.run_in_executor(None, deps.stop_running)
-        if worker_task is not None:
-            worker_task.cancel()
+        stop_worker()
 
     installed = []
     if threading.current_thread() is threading.main_thread():
@@ -323,12 +330,13 @@ async def _run_workers(app: procrastinate.App, deps: WorkerDeps, options: Worker
                 stalled_worker_timeout=options.stalled_after_s,
                 listen_notify=True,
                 delete_jobs="never",
+                shutdown_graceful_timeout=120,
             ))
             last_sweep = time.monotonic()
             while not worker_task.done():
                 await asyncio.wait({worker_task}, timeout=options.poll_s)
-                if worker_task.done() or deps.stopping.is_set():
-                    break
+                if worker_task.done() or cancelled:
+                    continue  # stopping: the worker finishes (or hands back) its jobs, then ends
                 await retry_stalled(app, deps, stalled_after_s=options.stalled_after_s)
                 if deps.docker_client_factory is not None and time.monotonic() - last_sweep > options.sweep_every_s:
                     last_sweep = time.monotonic()
@@ -336,9 +344,7 @@ async def _run_workers(app: procrastinate.App, deps: WorkerDeps, options: Worker
                 if options.on_progress:
                     options.on_progress()
                 if options.drain and await asyncio.to_thread(_open_jobs, deps.engine, options.request_id) == 0:
-                    break
-            if not worker_task.done():
-                worker_task.cancel()
+                    stop_worker()
             try:
                 await worker_task
             except asyncio.CancelledError:
