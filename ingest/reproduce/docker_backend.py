@@ -46,7 +46,8 @@ GRACE_S = 20.0  # after the timeout: the executor's own kernel shutdown and repo
 # containers this process has running, so a signal handler can remove them
 _live: dict[str, Any] = {}
 _live_lock = threading.Lock()
-_handlers_installed = False
+_atexit_installed = False
+_signals_installed = False
 
 
 class DockerBackend:
@@ -237,15 +238,15 @@ def remove_live_containers() -> int:
 
 
 def install_cleanup_handlers() -> None:
-    """Remove our containers on SIGTERM/SIGINT/SIGHUP and at exit, then let the signal act as before."""
-    global _handlers_installed
-    if _handlers_installed or threading.current_thread() is not threading.main_thread():
-        if not _handlers_installed:
-            atexit.register(remove_live_containers)
-            _handlers_installed = True
+    """Remove our containers at exit and on SIGTERM/SIGINT/SIGHUP (then let the signal act as before).
+    Signal handlers can only be set from the main thread; from another, only the exit hook is set."""
+    global _atexit_installed, _signals_installed
+    if not _atexit_installed:
+        atexit.register(remove_live_containers)
+        _atexit_installed = True
+    if _signals_installed or threading.current_thread() is not threading.main_thread():
         return
-    _handlers_installed = True
-    atexit.register(remove_live_containers)
+    _signals_installed = True
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         previous = signal.getsignal(signum)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,10 +78,6 @@ class RunOutcome:
         if self.wall_s is None or self.run_s is None:
             return None
         return round(max(0.0, self.wall_s - self.run_s), 6)
-
-
-class ReportTooLarge(ValueError):
-    pass
 
 
 def read_capped(chunks, cap: int) -> tuple[bytes, bool]:
@@ -173,6 +168,3 @@ def owner_alive(owner: str) -> bool | None:
         return False
     return _start_time(pid) == started
 
-
-def now() -> float:
-    return time.time()
