@@ -369,6 +369,9 @@ def test_sigkill_a_worker_mid_run_then_another_finishes_with_one_result_each(
     assert any(row.attempt > 1 for row in per_notebook)  # the killed worker's jobs were retried
     assert jobs.get("doing", 0) == 0 and jobs.get("todo", 0) == 0
     assert sorted(int(t) for t in outputs) == sorted(i * i for i in range(20))
+    import tempfile
+
+    assert not list(Path(tempfile.gettempdir()).glob("nbatlas-run-*"))  # the killed worker's job folders, swept too
     eng.dispose()
     # the killed worker's containers were swept by the second one (no_leak checks the engine is clean)
 

@@ -41,6 +41,7 @@ from ingest.reproduce.runner_image import RUNNER_GID, RUNNER_UID, image_digest
 ROLE_LABEL = "org.nbatlas.role"
 OWNER_LABEL = "org.nbatlas.owner"
 DEADLINE_LABEL = "org.nbatlas.deadline"
+JOBDIR_LABEL = "org.nbatlas.jobdir"  # the host directory mounted at /nbatlas, removed with an orphan
 GRACE_S = 20.0  # after the timeout: the executor's own kernel shutdown and report
 
 # containers this process has running, so a signal handler can remove them
@@ -117,6 +118,7 @@ class DockerBackend:
                 ROLE_LABEL: "run",
                 OWNER_LABEL: self.owner,
                 DEADLINE_LABEL: str(int(started_at + spec.timeout_s + GRACE_S + 60)),
+                JOBDIR_LABEL: str(jobdir),
                 **spec.labels,
             }
             uid, _, gid = self.user.partition(":")
@@ -289,4 +291,7 @@ def sweep_orphans(client, *, now: float | None = None) -> int:
                 removed += 1
             except Exception:  # noqa: BLE001 - gone already, or being removed by its owner
                 pass
+            jobdir = Path(labels.get(JOBDIR_LABEL, ""))
+            if alive is False and jobdir.name.startswith("nbatlas-run-") and jobdir.parent == Path(tempfile.gettempdir()):
+                shutil.rmtree(jobdir, ignore_errors=True)
     return removed
