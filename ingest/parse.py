@@ -22,6 +22,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from db.copy_text import copy_escape
 from db.queries import codec
 
 # --- what a worker sends back ---------------------------------------------------------------------
@@ -477,19 +478,6 @@ def _validate_with_nbformat(nb: dict) -> list[str]:
 # --- nbformat 4 dict -> rows ----------------------------------------------------------------------------
 
 
-def _copy_escape(text: str) -> str:
-    # COPY's text format: backslash, newline, carriage return and tab are the only special characters
-    if "\\" in text:
-        text = text.replace("\\", "\\\\")
-    if "\n" in text:
-        text = text.replace("\n", "\\n")
-    if "\r" in text:
-        text = text.replace("\r", "\\r")
-    if "\t" in text:
-        text = text.replace("\t", "\\t")
-    return text
-
-
 def _copy_field(value: Any) -> str:
     if value is None:
         return "\\N"
@@ -497,8 +485,8 @@ def _copy_field(value: Any) -> str:
         return str(value)
     if type(value) is list:  # text[]: every element quoted
         quoted = ('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in value)
-        return _copy_escape("{" + ",".join(quoted) + "}")
-    return _copy_escape(value)
+        return copy_escape("{" + ",".join(quoted) + "}")
+    return copy_escape(value)
 
 
 def copy_rows(rows: list[tuple]) -> bytes:

@@ -15,6 +15,8 @@ import orjson
 from sqlalchemy import text
 from sqlmodel import Session
 
+from db.copy_text import copy_escape
+
 NOTEBOOK_ANALYSIS_COLUMNS = ("notebook_id", "analyzer_version", "libraries", "n_code_cells", "n_unparsed_cells",
                              "n_visualisation_cells")
 CELL_ANALYSIS_COLUMNS = ("cell_id", "notebook_id", "analyzer_version", "parsed", "parse_error", "ipython_syntax",
@@ -55,19 +57,10 @@ PLOT_RENDER_COLUMNS = tuple(c for c in PLOT_LOAD_COLUMNS if c not in ("cell_id",
 
 
 def _copy_text(text: str) -> str:
-    # COPY's text format: backslash, newline, carriage return and tab are escaped; NUL cannot be stored
-    # (str.replace per character runs in C; str.translate with a dict is many times slower)
-    if "\\" in text:
-        text = text.replace("\\", "\\\\")
-    if "\n" in text:
-        text = text.replace("\n", "\\n")
-    if "\r" in text:
-        text = text.replace("\r", "\\r")
-    if "\t" in text:
-        text = text.replace("\t", "\\t")
+    # NUL cannot be stored in text at all; analysis text is derived, so a replacement character is fine
     if "\x00" in text:
         text = text.replace("\x00", "\ufffd")
-    return text
+    return copy_escape(text)
 
 
 def copy_field(value: Any) -> str:
