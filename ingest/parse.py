@@ -536,7 +536,7 @@ def _kernel(metadata: dict) -> tuple[str | None, str | None]:
     return (name if isinstance(name, str) else None, language.lower() if isinstance(language, str) else None)
 
 
-class _RowBuilder:
+class RowBuilder:
     def __init__(self, limits: Limits, escape: str | None):
         self.limits = limits
         self.escape = escape
@@ -732,7 +732,7 @@ def parse_bytes(raw: bytes, sha: str, place: Place, limits: Limits, analyzer: Ca
         escape = codec.choose_escape(raw)
         nb = codec.escape_tree(nb, escape)
 
-    builder = _RowBuilder(limits, escape)
+    builder = RowBuilder(limits, escape)
     keys: dict[str, Any] = {}
     absent: list[str] = []
     minor = nb.get("nbformat_minor")

@@ -15,7 +15,7 @@ from typing import Any
 from db.queries import codec
 from db.queries.reproduce import RunRecord
 from ingest.parse import Limits as ParseLimits
-from ingest.parse import _RowBuilder
+from ingest.parse import RowBuilder
 from ingest.reproduce.outcome import RunOutcome
 from ingest.reproduce.scoring import classify_failure, score_notebook
 
@@ -65,7 +65,7 @@ def build_record(
     )
 
     executed = _storable(outcome.notebook) if outcome.notebook else None
-    builder = _RowBuilder(ParseLimits(max_file_bytes=0, max_image_pixels=max_image_pixels), None)
+    builder = RowBuilder(ParseLimits(max_file_bytes=0, max_image_pixels=max_image_pixels), None)
     if executed:
         for position, cell in enumerate(executed.get("cells") or []):
             if position < len(original_cells) and isinstance(cell, dict):
