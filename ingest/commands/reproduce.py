@@ -89,8 +89,9 @@ def reproduce_command(
     backend: str = typer.Option("docker", "--backend", "-b", help="docker (isolated containers) or local (this machine, needs --trust-notebooks)."),
     timeout: float = typer.Option(DEFAULT_TIMEOUT_S, "--timeout", "-t", min=1, help="Seconds per notebook; the run is stopped (status timeout) after."),
     image: str = typer.Option(None, "--image", envvar="NBATLAS_REPRODUCE_IMAGE",
-                              help=f"Runner image (docker backend) [default: {DEFAULT_IMAGE}; offline: `nbatlas runner-image build` "
-                                   "then --image nbatlas-runner:latest]. For --backend local: the Python to run with."),
+                              help=f"Runner image (docker backend); default: {DEFAULT_IMAGE} (the Jupyter data-science image, "
+                                   "pinned by digest). Offline: `nbatlas runner-image build`, then --image nbatlas-runner:latest. "
+                                   "For --backend local: the Python to run with."),
     data_dir: Path = typer.Option(None, "--data-dir", exists=True, file_okay=False, resolve_path=True,
                                   help="Mounted read-only at /kaggle/input (e.g. what `nbatlas mine kaggle --with-data` laid out)."),
     workers: int = typer.Option(1, "--workers", "-j", min=0, help="Notebooks run at once by this process; 0: only enqueue (let `nbatlas worker` run them)."),
