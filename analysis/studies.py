@@ -82,6 +82,19 @@ def _stage_order(api: NbatlasClient, seen: Iterable[str]) -> list[str]:
     return [s for s in vocab if s in seen] + sorted(seen - set(vocab))
 
 
+def _plot_filter(nf: dict | None, **criteria: Any) -> dict | None:
+    """A PlotFilter: the study's own criteria, restricted to the report's notebooks (``--filter``)."""
+    flt = {k: v for k, v in criteria.items() if v is not None}
+    if nf:
+        flt["notebook"] = nf
+    return flt or None
+
+
+def _notebook_count(api: NbatlasClient, nf: dict | None) -> int:
+    data = api.query("query($f: NotebookFilter) { notebooks(first: 1, filter: $f) { totalCount } }", {"f": nf})
+    return data["notebooks"]["totalCount"] or 0
+
+
 def _plot_counts(api: NbatlasClient, by: list[str], flt: dict | None = None) -> list[tuple[list[str | None], int]]:
     data = api.query(
         "query($by: [PlotDimension!]!, $filter: PlotFilter, $first: Int) { plotCounts(by: $by, filter: $filter, first: $first) "
@@ -102,9 +115,9 @@ def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str
 # --- (a) visualisation libraries per stage -------------------------------------------------------
 
 
-def libraries_per_stage(api: NbatlasClient, out: Path) -> Section:
+def libraries_per_stage(api: NbatlasClient, out: Path, nf: dict | None = None) -> Section:
     name, title = "libraries_per_stage", "Visualisation libraries per ML stage"
-    rows = _plot_counts(api, ["STAGE", "PLOT_LIBRARY"])
+    rows = _plot_counts(api, ["STAGE", "PLOT_LIBRARY"], _plot_filter(nf))
     rows = [((s or "unknown"), lib, n) for (s, lib), n in rows if lib]
     if not rows:
         return Section(name, title, "No figure in the corpus has a resolved plotting call yet (run `nbatlas understand`).", has_data=False)
@@ -138,14 +151,15 @@ _PLOTS_NOTEBOOKS = """query($first: Int, $after: String, $filter: PlotFilter) {
 }"""
 
 
-def notebooks_with_plots(api: NbatlasClient, kinds: Sequence[str]) -> set[int]:
-    """Row ids of the notebooks with at least one figure of any of these kinds."""
-    return {p["notebook"]["dbId"] for p in api.paginate(_PLOTS_NOTEBOOKS, "plots", {"filter": {"plotKind": list(kinds)}})}
+def notebooks_with_plots(api: NbatlasClient, kinds: Sequence[str], nf: dict | None = None) -> set[int]:
+    """Row ids of the notebooks (among those ``nf`` selects) with at least one figure of any of these kinds."""
+    flt = _plot_filter(nf, plotKind=list(kinds))
+    return {p["notebook"]["dbId"] for p in api.paginate(_PLOTS_NOTEBOOKS, "plots", {"filter": flt})}
 
 
-def plot_kinds_per_stage(api: NbatlasClient, out: Path) -> Section:
+def plot_kinds_per_stage(api: NbatlasClient, out: Path, nf: dict | None = None) -> Section:
     name, title = "plot_kinds_per_stage", "Plot kinds per ML stage, and evaluation plots"
-    rows = [((s or "unknown"), k, n) for (s, k), n in _plot_counts(api, ["STAGE", "PLOT_KIND"]) if k]
+    rows = [((s or "unknown"), k, n) for (s, k), n in _plot_counts(api, ["STAGE", "PLOT_KIND"], _plot_filter(nf)) if k]
     if not rows:
         return Section(name, title, "No figure in the corpus has a plot kind yet (run `nbatlas understand`).", has_data=False)
     table: dict[str, Counter] = defaultdict(Counter)
@@ -156,11 +170,11 @@ def plot_kinds_per_stage(api: NbatlasClient, out: Path) -> Section:
     csv_path = _write_csv(out / f"{name}.csv", ["stage", "plot_kind", "figures"], rows)
     png = _stacked_bars(out / f"{name}.png", stages, table, "Plot kinds per ML stage", "figures of the kind")
 
-    total = api.query("{ stats { notebooks } }")["stats"]["notebooks"]
+    total = _notebook_count(api, nf)
     share_rows = []
     for kind in (*EVALUATION_KINDS, "any evaluation plot"):
         kinds = EVALUATION_KINDS if kind == "any evaluation plot" else (kind,)
-        n = len(notebooks_with_plots(api, kinds))
+        n = len(notebooks_with_plots(api, kinds, nf))
         share_rows.append((kind, n, total, round(n / total, 4) if total else 0.0))
     share_csv = _write_csv(out / "evaluation_plot_share.csv", ["plot_kind", "notebooks", "all_notebooks", "share"], share_rows)
     fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
@@ -190,9 +204,9 @@ def plot_kinds_per_stage(api: NbatlasClient, out: Path) -> Section:
 # --- (c) explainability --------------------------------------------------------------------------
 
 
-def explainability(api: NbatlasClient, out: Path) -> Section:
+def explainability(api: NbatlasClient, out: Path, nf: dict | None = None) -> Section:
     name, title = "explainability", "Explainability plots and their libraries"
-    flt = {"plotKind": list(EXPLAINABILITY_KINDS)}
+    flt = _plot_filter(nf, plotKind=list(EXPLAINABILITY_KINDS))
     rows = [
         (k, lib or "(no library call)", n)
         for (k, lib), n in _plot_counts(api, ["PLOT_KIND", "PLOT_LIBRARY"], flt)
@@ -208,7 +222,7 @@ def explainability(api: NbatlasClient, out: Path) -> Section:
     kinds = [k for k in EXPLAINABILITY_KINDS if k in table]
     png = _stacked_bars(out / f"{name}.png", kinds, table, title, "figures drawn by the library")
     figures = {k: n for (k,), n in _plot_counts(api, ["PLOT_KIND"], flt) if k in EXPLAINABILITY_KINDS}
-    notebooks = {k: len(notebooks_with_plots(api, [k])) for k in kinds}
+    notebooks = {k: len(notebooks_with_plots(api, [k], nf)) for k in kinds}
     md = (
         "Figures of each explainability kind, by the library of their plotting calls (a figure drawn by a "
         "user's own helper function has no library call).\n\n"
@@ -222,21 +236,21 @@ def explainability(api: NbatlasClient, out: Path) -> Section:
 
 # --- (d) reproducibility (Pimentel et al.) --------------------------------------------------------
 
-_RUN_FACETS = """query($fields: [RunFacetField!]!) {
-  runFacets(fields: $fields, first: 1000) { field values { value count } }
-  runs(first: 1) { totalCount }
+_RUN_FACETS = """query($fields: [RunFacetField!]!, $filter: RunFilter) {
+  runFacets(fields: $fields, filter: $filter, first: 1000) { field values { value count } }
+  runs(first: 1, filter: $filter) { totalCount }
 }"""
 
 
-def reproducibility(api: NbatlasClient, out: Path) -> Section:
+def reproducibility(api: NbatlasClient, out: Path, nf: dict | None = None) -> Section:
     name, title = "reproducibility", "Reproducibility outcomes and failure causes"
-    data = api.query(_RUN_FACETS, {"fields": ["STATUS", "FAILURE_CLASS", "SAME_RESULTS"]})
+    data = api.query(_RUN_FACETS, {"fields": ["STATUS", "FAILURE_CLASS", "SAME_RESULTS"], "filter": {"notebook": nf} if nf else None})
     total = data["runs"]["totalCount"] or 0
     if not total:
         return Section(
             name, title,
-            "No notebook has been re-executed yet, so there is no reproducibility record: run "
-            "`nbatlas reproduce` and build the report again.",
+            ("No notebook the filter selects has been re-executed" if nf else "No notebook has been re-executed yet")
+            + ", so there is no reproducibility record: run `nbatlas reproduce` and build the report again.",
             has_data=False,
         )
     facets = {f["field"]: {v["value"]: v["count"] for v in f["values"]} for f in data["runFacets"]}
@@ -276,9 +290,142 @@ def reproducibility(api: NbatlasClient, out: Path) -> Section:
     return Section(name, title, md, csv_path, [png])
 
 
-STUDIES: list[tuple[str, Callable[[NbatlasClient, Path], Section]]] = [
+# --- (e) the same, split by competition and by votes quartile --------------------------------------
+
+_NOTEBOOKS_KAGGLE = """query($first: Int, $after: String, $filter: NotebookFilter) {
+  notebooks(first: $first, after: $after, filter: $filter) {
+    nodes { dbId kaggle { competitions votes } }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
+NO_COMPETITION = "(no competition)"
+NO_KAGGLE = "(no Kaggle metadata)"
+TOP_COMPETITIONS = 12  # drawn by name in the figure; the CSVs list every competition
+
+
+def votes_quartiles(votes: Sequence[int]) -> list[tuple[str, int, int]]:
+    """(label, min votes, max votes) of each quartile of ``votes`` (one value per notebook), as closed
+    integer ranges that a ``minVotes``/``maxVotes`` filter can ask for. Ties never straddle a boundary,
+    so quartiles differ in size when many notebooks share a count, and a quartile that ties swallow
+    entirely is left out."""
+    v = sorted(votes)
+    if not v:
+        return []
+    n = len(v)
+    cuts = [v[-(-k * n // 4) - 1] for k in (1, 2, 3)]  # the value at rank ceil(k*n/4)
+    bounds, lo = [], v[0]
+    for k, hi in enumerate([*cuts, v[-1]], start=1):
+        if hi >= lo:
+            bounds.append((f"Q{k}", lo, hi))
+            lo = hi + 1
+    return bounds
+
+
+def _kaggle_of_notebooks(api: NbatlasClient, nf: dict | None) -> dict[int, tuple[set[str], list[int]]]:
+    """Every selected notebook's competitions and its Kaggle records' votes (both empty without Kaggle metadata)."""
+    found: dict[int, tuple[set[str], list[int]]] = {}
+    for nb in api.paginate(_NOTEBOOKS_KAGGLE, "notebooks", {"filter": nf}):
+        comps = {c for k in nb["kaggle"] for c in k["competitions"]}
+        found[nb["dbId"]] = (comps, [k["votes"] for k in nb["kaggle"] if k["votes"] is not None])
+    return found
+
+
+def _share(n: int, total: int) -> float:
+    return round(n / total, 4) if total else 0.0
+
+
+def splits(api: NbatlasClient, out: Path, nf: dict | None = None) -> Section:
+    """Plot kinds and the evaluation-plot share per competition and per votes quartile."""
+    name, title = "splits", "Plot kinds and evaluation plots by competition and by votes quartile"
+    notebooks = _kaggle_of_notebooks(api, nf)
+    with_kaggle = {i for i, (comps, votes) in notebooks.items() if comps or votes}
+    if not with_kaggle:
+        return Section(
+            name, title,
+            f"None of the {len(notebooks)} notebooks{' the filter selects' if nf else ''} carries Kaggle metadata "
+            "(competition, votes), so nothing can be split by competition or by votes quartile: mine Kaggle "
+            "(`nbatlas mine kaggle`) or import a Meta Kaggle Code / KGTorrent archive (`nbatlas import`).",
+            has_data=False,
+        )
+    evaluated = notebooks_with_plots(api, EVALUATION_KINDS, nf)
+    files: list[Path] = []
+
+    # by competition: a notebook that uses two competitions' data counts for both
+    members: dict[str, set[int]] = defaultdict(set)
+    for i, (comps, _) in notebooks.items():
+        for c in comps or {NO_COMPETITION}:
+            members[c].add(i)
+    order = sorted(members, key=lambda c: (c == NO_COMPETITION, -len(members[c]), c))
+    comp_rows = [(c, len(members[c]), len(members[c] & evaluated), _share(len(members[c] & evaluated), len(members[c])))
+                 for c in order]
+    files.append(_write_csv(out / "evaluation_share_by_competition.csv",
+                            ["competition", "notebooks", "with_evaluation_plot", "share"], comp_rows))
+    by_comp = [((c or NO_COMPETITION), k, n) for (c, k), n in _plot_counts(api, ["COMPETITION", "PLOT_KIND"], _plot_filter(nf)) if k]
+    by_comp.sort(key=lambda r: (r[0] == NO_COMPETITION, r[0], -r[2], r[1]))
+    files.append(_write_csv(out / "plot_kinds_by_competition.csv", ["competition", "plot_kind", "figures"], by_comp))
+
+    # by votes quartile of the notebooks with Kaggle metadata (a notebook's votes: its most voted record)
+    quartiles = votes_quartiles([max(v) for _, v in notebooks.values() if v])
+    q_rows, q_kinds = [], []
+    q_table: dict[str, Counter] = defaultdict(Counter)
+    for label, lo, hi in quartiles:
+        # the API's minVotes/maxVotes hold for one Kaggle record of a notebook: the same rule here
+        inside = {i for i, (_, v) in notebooks.items() if any(lo <= x <= hi for x in v)}
+        q_rows.append((label, lo, hi, len(inside), len(inside & evaluated), _share(len(inside & evaluated), len(inside))))
+        quartile_nf = {**(nf or {}), "minVotes": lo, "maxVotes": hi}
+        for (kind,), n in _plot_counts(api, ["PLOT_KIND"], _plot_filter(quartile_nf)):
+            if kind:
+                q_kinds.append((label, kind, n))
+                q_table[f"{label} ({lo}-{hi} votes)"][kind] += n
+    files.append(_write_csv(out / "evaluation_share_by_votes_quartile.csv",
+                            ["quartile", "min_votes", "max_votes", "notebooks", "with_evaluation_plot", "share"], q_rows))
+    q_kinds.sort(key=lambda r: (r[0], -r[2], r[1]))
+    files.append(_write_csv(out / "plot_kinds_by_votes_quartile.csv", ["quartile", "plot_kind", "figures"], q_kinds))
+
+    # figure 1: evaluation-plot share per competition (the most frequent ones) and per quartile
+    shown = [r for r in comp_rows if r[0] != NO_COMPETITION][:TOP_COMPETITIONS]
+    shown += [r for r in comp_rows if r[0] == NO_COMPETITION]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, max(3.5, 0.35 * len(shown) + 1.5)), dpi=100)
+    a1.barh([f"{r[0]} (n={r[1]})" for r in shown], [100 * r[3] for r in shown],
+            color=["#bbbbbb" if r[0] == NO_COMPETITION else "#4c72b0" for r in shown])
+    a1.invert_yaxis()
+    a1.set_xlabel("% of notebooks with an evaluation plot")
+    a1.set_title("By competition")
+    a2.bar([f"{r[0]}\n{r[1]}-{r[2]}\n(n={r[3]})" for r in q_rows], [100 * r[5] for r in q_rows], color="#dd8452")
+    a2.set_ylabel("% of notebooks with an evaluation plot")
+    a2.set_title("By votes quartile")
+    fig.tight_layout()
+    share_png = out / "evaluation_share_splits.png"
+    fig.savefig(share_png)
+    plt.close(fig)
+    figures = [share_png]
+    if q_table:
+        figures.append(_stacked_bars(out / "plot_kinds_by_votes_quartile.png", list(q_table), q_table,
+                                     "Plot kinds per votes quartile", "figures of the kind"))
+
+    no_meta = len(notebooks) - len(with_kaggle)
+    md = (
+        f"{len(with_kaggle)} of {len(notebooks)} notebooks carry Kaggle metadata"
+        + (f"; the other {no_meta} are counted under \u201c{NO_COMPETITION}\u201d and in no votes quartile" if no_meta else "")
+        + ". A notebook that uses several competitions' data counts for each; a figure may have several kinds. "
+        "Quartiles are of the notebooks' votes (their most voted Kaggle record), as closed ranges.\n\n"
+        "Share of notebooks with at least one evaluation plot, per competition:\n\n"
+        + _markdown_table(["competition", "notebooks", "with an evaluation plot", "share"],
+                          [(r[0], r[1], r[2], f"{100 * r[3]:.1f}%") for r in shown])
+        + (f"\n\n({len(comp_rows) - len(shown)} smaller competitions are in the CSV.)" if len(comp_rows) > len(shown) else "")
+        + "\n\nPer votes quartile:\n\n"
+        + _markdown_table(["quartile", "votes", "notebooks", "with an evaluation plot", "share", "most frequent kind"],
+                          [(r[0], f"{r[1]}-{r[2]}", r[3], r[4], f"{100 * r[5]:.1f}%",
+                            (q_table[f"{r[0]} ({r[1]}-{r[2]} votes)"].most_common(1) or [("-", 0)])[0][0]) for r in q_rows])
+    )
+    return Section(name, title, md, files[0], figures, files[1:])
+
+
+# each study: (api, output folder, NotebookFilter or None) -> Section
+STUDIES: list[tuple[str, Callable[[NbatlasClient, Path, dict | None], Section]]] = [
     ("libraries per stage", libraries_per_stage),
     ("plot kinds per stage", plot_kinds_per_stage),
     ("explainability", explainability),
     ("reproducibility", reproducibility),
+    ("splits by competition and votes", splits),
 ]

@@ -113,6 +113,13 @@ def test_reproducibility_section_says_when_nothing_ran(report_dir, db):
         assert got["runs"] == runs
 
 
+def test_split_section_says_the_corpus_has_no_kaggle_metadata(report_dir, db):
+    assert rows(db, "SELECT count(*) FROM kaggle_kernel")[0][0] == 0
+    md = (report_dir / "report.md").read_text()
+    assert "carries Kaggle metadata (competition, votes), so nothing can be split" in md
+    assert not (report_dir / "evaluation_share_by_competition.csv").exists()
+
+
 def test_report_markdown_and_html_embed_every_figure(report_dir):
     md = (report_dir / "report.md").read_text()
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", md)
@@ -195,3 +202,199 @@ def test_reproducibility_tables_equal_sql_with_given_server(reproduced, tmp_path
     assert (out / "reproducibility.png").stat().st_size > 5000
     # ingested without code analysis: the plot studies say so rather than drawing empty charts
     assert "No figure in the corpus has a plot kind yet" in md and not (out / "plot_kinds_per_stage.png").exists()
+
+
+# --- splits by competition and votes quartile, and --filter --------------------------------------
+
+SPLIT_COMPETITIONS = [(10, "titanic"), (11, "house-prices"), (12, "digit-recognizer")]
+
+
+def split_corpus_files() -> list[Path]:
+    """Real notebooks that drew something: the 24 smallest, and the 6 smallest of those that also
+    draw evaluation plots (so the shares are not all zero)."""
+    import json
+
+    from tests.fake_kaggle import REAL_CORPUS, smallest_notebooks
+
+    small, evaluating = [], []
+    for row in smallest_notebooks(10_000):
+        text = (REAL_CORPUS / row["file"]).read_text(encoding="utf-8")
+        try:
+            cells = json.loads(text).get("cells", [])
+        except ValueError:
+            continue
+        if not any(m.startswith("image/") for c in cells for o in c.get("outputs", []) for m in o.get("data", {})):
+            continue
+        if len(small) < 24:
+            small.append(REAL_CORPUS / row["file"])
+        elif len(evaluating) < 6 and any(w in text for w in ("confusion_matrix", "roc_curve", "learning_curve")):
+            evaluating.append(REAL_CORPUS / row["file"])
+    return small + evaluating
+
+
+@pytest.fixture(scope="module")
+def kaggle_split_url(server_url, tmp_path_factory) -> str:
+    """30 real notebooks imported the way Kaggle's bulk archive is (``nbatlas import meta-kaggle-code``),
+    with Meta Kaggle metadata written here: three competitions (one notebook uses two), votes
+    with ties; three of the files have no metadata row."""
+    import shutil
+    import uuid
+
+    from sqlmodel import Session
+
+    from db import schema
+    from db.settings import Settings
+    from ingest.kaggle.archives import ArchiveSelection, import_archive
+    from tests.conftest import _create_database, _drop_database
+    from tests.test_archives import code_path, write_csv
+
+    base = tmp_path_factory.mktemp("kaggle_split")
+    root, meta = base / "code", base / "meta"
+    meta.mkdir()
+    kernels, versions, comp_sources = [], [], []
+    for i, source in enumerate(split_corpus_files()):
+        vid = 1_000_000 + i
+        target = code_path(root, vid)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        if i % 10 == 9:
+            continue  # a file Meta Kaggle has no row for: no Kaggle metadata
+        votes = [0, 3, 3, 7, 12, 12, 40, 95, 250][i % 9] + i // 9
+        kernels.append([500 + i, 1, vid, "", f"nb-{i}", "", 100, 0, votes])
+        versions.append([vid, 500 + i, "", 9, 1, "03/04/2021 10:11:12", 1, f"notebook {i}", "03/05/2021", 1, "True", 1000, ""])
+        comps = [SPLIT_COMPETITIONS[i % 3][0]] + ([11] if i == 3 else [])
+        comp_sources += [[len(comp_sources) + 1 + j, vid, c] for j, c in enumerate(comps)]
+    write_csv(meta / "Users.csv", ["Id", "UserName", "DisplayName", "RegisterDate", "PerformanceTier"], [[1, "ann", "Ann", "01/01/2015", 1]])
+    write_csv(meta / "Competitions.csv", ["Id", "Slug", "Title", "TotalTeams"], [[i, s, s, 100] for i, s in SPLIT_COMPETITIONS])
+    write_csv(meta / "Kernels.csv", ["Id", "AuthorUserId", "CurrentKernelVersionId", "ForkParentKernelVersionId", "CurrentUrlSlug",
+                                     "Medal", "TotalViews", "TotalComments", "TotalVotes"], kernels)
+    write_csv(meta / "KernelVersions.csv", ["Id", "ScriptId", "ParentScriptVersionId", "ScriptLanguageId", "AuthorUserId",
+                                            "CreationDate", "VersionNumber", "Title", "EvaluationDate", "TotalVotes",
+                                            "IsInternetEnabled", "RunningTimeInMilliseconds", "DockerImage"], versions)
+    write_csv(meta / "KernelVersionCompetitionSources.csv", ["Id", "KernelVersionId", "SourceCompetitionId"], comp_sources)
+    write_csv(meta / "KernelVersionDatasetSources.csv", ["Id", "KernelVersionId", "SourceDatasetVersionId"], [])
+    write_csv(meta / "KernelLanguages.csv", ["Id", "Name", "DisplayName", "IsNotebook"], [[9, "Python", "Python", "True"]])
+    write_csv(meta / "DatasetVersions.csv", ["Id", "DatasetId", "Slug", "Title"], [])
+    write_csv(meta / "Datasets.csv", ["Id", "OwnerUserId", "CurrentDatasetVersionId"], [])
+
+    name = f"nbatlas_split_{uuid.uuid4().hex[:8]}"
+    url = _create_database(server_url, name)
+    eng = create_engine(url)
+    schema.upgrade(eng)
+    with Session(eng) as session:
+        report = import_archive("meta-kaggle-code", root, meta_dir=meta, selection=ArchiveSelection(), session=session,
+                                settings=Settings(home=base / "home", database_url=url))
+        session.commit()
+    eng.dispose()
+    assert (report.files, report.with_metadata, report.imported, report.problems) == (30, 27, 30, 0), report
+    yield url
+    _drop_database(server_url, name)
+
+
+@pytest.fixture(scope="module")
+def split_reports(kaggle_split_url, tmp_path_factory) -> dict[str, Path | subprocess.CompletedProcess]:
+    """Against one running server: the whole report, a filtered one, and one with an unknown filter key."""
+    base = tmp_path_factory.mktemp("split_reports")
+    env = cli_env(kaggle_split_url, base / "home")
+    min_votes = 12
+    done = {}
+    with serve(kaggle_split_url, base / "serve-home") as url:
+        for label, extra in [("all", []), ("titanic", ["--filter", "competition=titanic", "-f", f"min_votes={min_votes}"]),
+                             ("unknown", ["--filter", "colour=red"])]:
+            done[label] = subprocess.run([NBATLAS, "report", "--server", url, "--out", str(base / label), *extra],
+                                         env=env, capture_output=True, text=True, timeout=TIMEOUT * 2)
+    assert done["all"].returncode == 0, done["all"].stderr
+    assert done["titanic"].returncode == 0, done["titanic"].stderr
+    return {"all": base / "all", "titanic": base / "titanic", "unknown": done["unknown"], "min_votes": min_votes}
+
+
+EVAL_BY_NOTEBOOK = "SELECT DISTINCT notebook_id FROM output_plot WHERE plot_kinds && CAST(:k AS text[])"
+
+
+def test_evaluation_share_by_competition_equals_sql(split_reports, kaggle_split_url):
+    db = create_engine(kaggle_split_url)
+    try:
+        got = {r["competition"]: (int(r["notebooks"]), int(r["with_evaluation_plot"]))
+               for r in read_csv(split_reports["all"] / "evaluation_share_by_competition.csv")}
+        want = dict((c, (n, e)) for c, n, e in rows(db, f"""
+            WITH ev AS ({EVAL_BY_NOTEBOOK}),
+            nc AS (SELECT n.id, c FROM notebook n
+                   LEFT JOIN LATERAL (SELECT DISTINCT unnest(competition_sources) c FROM kaggle_kernel kk
+                                      WHERE kk.notebook_id = n.id) kc ON true)
+            SELECT coalesce(c, '(no competition)'), count(DISTINCT nc.id), count(DISTINCT ev.notebook_id)
+            FROM nc LEFT JOIN ev ON ev.notebook_id = nc.id GROUP BY 1""", k=EVALUATION))
+        kinds = {(r["competition"], r["plot_kind"]): int(r["figures"])
+                 for r in read_csv(split_reports["all"] / "plot_kinds_by_competition.csv")}
+        want_kinds = {(c or "(no competition)", k): n for c, k, n in rows(db, """
+            SELECT c, k, count(DISTINCT p.output_id) FROM output_plot p
+            LEFT JOIN LATERAL (SELECT DISTINCT unnest(competition_sources) c FROM kaggle_kernel
+                               WHERE notebook_id = p.notebook_id) kc ON true, unnest(p.plot_kinds) k GROUP BY 1, 2""")}
+    finally:
+        db.dispose()
+    assert set(want) == {"titanic", "house-prices", "digit-recognizer", "(no competition)"}
+    assert got == want
+    assert sum(e for _, e in want.values()) > 0, "some of the chosen notebooks draw evaluation plots"
+    assert kinds == want_kinds and len(kinds) > 5
+
+
+def test_votes_quartiles_equal_sql(split_reports, kaggle_split_url):
+    db = create_engine(kaggle_split_url)
+    try:
+        # PostgreSQL's percentile_disc is the value at rank ceil(p * n): the report's cut points
+        cuts = rows(db, """SELECT percentile_disc(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY v), min(v), max(v)
+                           FROM (SELECT max(votes) v FROM kaggle_kernel WHERE votes IS NOT NULL GROUP BY notebook_id) t""")[0]
+        quartiles = read_csv(split_reports["all"] / "evaluation_share_by_votes_quartile.csv")
+        (q1, q2, q3), lo, hi = cuts
+        assert [(int(r["min_votes"]), int(r["max_votes"])) for r in quartiles] == [
+            (a, b) for a, b in [(lo, q1), (q1 + 1, q2), (q2 + 1, q3), (q3 + 1, hi)] if b >= a]
+        assert len(quartiles) >= 3
+        kinds = read_csv(split_reports["all"] / "plot_kinds_by_votes_quartile.csv")
+        for r in quartiles:
+            vmin, vmax = int(r["min_votes"]), int(r["max_votes"])
+            inside = "EXISTS (SELECT 1 FROM kaggle_kernel kk WHERE kk.notebook_id = {} AND kk.votes BETWEEN :lo AND :hi)"
+            n, e = rows(db, f"""SELECT count(*), count(*) FILTER (WHERE n.id IN ({EVAL_BY_NOTEBOOK}))
+                                FROM notebook n WHERE {inside.format('n.id')}""", k=EVALUATION, lo=vmin, hi=vmax)[0]
+            assert (int(r["notebooks"]), int(r["with_evaluation_plot"])) == (n, e), r
+            assert float(r["share"]) == pytest.approx(e / n if n else 0, abs=1e-4)
+            want = dict(rows(db, f"""SELECT k, count(DISTINCT p.output_id) FROM output_plot p, unnest(p.plot_kinds) k
+                                     WHERE {inside.format('p.notebook_id')} GROUP BY 1""", lo=vmin, hi=vmax))
+            assert {x["plot_kind"]: int(x["figures"]) for x in kinds if x["quartile"] == r["quartile"]} == want
+    finally:
+        db.dispose()
+    md = (split_reports["all"] / "report.md").read_text()
+    assert "Per votes quartile" in md and "3 of 30 notebooks carry Kaggle metadata" not in md
+    assert "27 of 30 notebooks carry Kaggle metadata" in md
+    assert (split_reports["all"] / "evaluation_share_splits.png").stat().st_size > 5000
+
+
+def test_filtered_report_counts_only_the_selected_notebooks(split_reports, kaggle_split_url):
+    out, min_votes = split_reports["titanic"], split_reports["min_votes"]
+    selected = "SELECT DISTINCT notebook_id FROM kaggle_kernel WHERE 'titanic' = ANY(competition_sources) AND votes >= :v"
+    db = create_engine(kaggle_split_url)
+    try:
+        n_selected = rows(db, f"SELECT count(*) FROM ({selected}) s", v=min_votes)[0][0]
+        want_kinds = {(stage, kind): n for stage, kind, n in rows(db, f"""
+            SELECT coalesce(ca.stage, 'unknown'), k, count(DISTINCT p.output_id)
+            FROM output_plot p LEFT JOIN cell_analysis ca ON ca.cell_id = p.cell_id, unnest(p.plot_kinds) k
+            WHERE p.notebook_id IN ({selected}) GROUP BY 1, 2""", v=min_votes)}
+        all_kinds = rows(db, "SELECT count(DISTINCT output_id) FROM output_plot")[0][0]
+        n_eval = rows(db, f"SELECT count(*) FROM ({EVAL_BY_NOTEBOOK}) e WHERE notebook_id IN ({selected})",
+                      k=EVALUATION, v=min_votes)[0][0]
+    finally:
+        db.dispose()
+    assert 0 < n_selected < 10 and want_kinds
+    got = {(r["stage"], r["plot_kind"]): int(r["figures"]) for r in read_csv(out / "plot_kinds_per_stage.csv")}
+    assert got == want_kinds and sum(got.values()) < all_kinds
+    share = {r["plot_kind"]: r for r in read_csv(out / "evaluation_plot_share.csv")}["any evaluation plot"]
+    assert (int(share["notebooks"]), int(share["all_notebooks"])) == (n_eval, n_selected)
+    by_comp = {r["competition"]: int(r["notebooks"]) for r in read_csv(out / "evaluation_share_by_competition.csv")}
+    assert by_comp["titanic"] == n_selected and "digit-recognizer" not in by_comp
+    md = (out / "report.md").read_text()
+    assert f"`min_votes={min_votes}`" in md and f"selects {n_selected} of the" in md
+    assert "No notebook the filter selects has been re-executed" in md
+
+
+def test_unknown_filter_key_is_a_clear_error(split_reports):
+    done = split_reports["unknown"]
+    assert done.returncode != 0
+    assert "unknown key 'colour'" in done.stderr and "competition" in done.stderr and "minVotes" in done.stderr

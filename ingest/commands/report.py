@@ -68,15 +68,23 @@ def report(
         "configured database for the duration of the report.",
     ),
     token: str = typer.Option(None, "--token", envvar="NBATLAS_API_TOKEN", help="Bearer token for a private API that wants one."),
+    filters: list[str] = typer.Option(
+        None, "--filter", "-f", metavar="KEY=VALUE",
+        help="Only the notebooks this NotebookFilter field selects, in every analysis (repeatable; the keys are the "
+        "API's: competition=titanic, minVotes=10, library=xgboost, language=python, reproduction.status=error; "
+        "comma-separate several values of a list field).",
+    ),
 ) -> None:
     """Run the study's analyses and write OUT/report.md and OUT/report.html (figures embedded).
 
-    Every analysis is a client of the GraphQL API: visualisation libraries per ML stage, plot kinds per stage and the share of notebooks with an evaluation plot, explainability plots and their libraries, and reproducibility outcomes and failure causes (Pimentel et al.'s layout). A study with no data yet (e.g. nothing re-executed) says so in its section.
+    Every analysis is a client of the GraphQL API: visualisation libraries per ML stage, plot kinds per stage and the share of notebooks with an evaluation plot, explainability plots and their libraries, reproducibility outcomes and failure causes (Pimentel et al.'s layout), and plot kinds and the evaluation-plot share split by competition and by votes quartile. A study with no data yet (e.g. nothing re-executed, no Kaggle metadata) says so in its section.
+
+    With --filter, every analysis counts only the notebooks the filter selects, e.g. `nbatlas report --filter competition=titanic --filter minVotes=10 --out titanic/`.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from analysis.client import NbatlasClient, NbatlasError
-    from analysis.report import build_report
+    from analysis.report import FilterError, build_report, notebook_filter
     from analysis.studies import STUDIES
 
     server_cm = _private_server() if not server else _given(server)
@@ -84,9 +92,15 @@ def report(
         bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                        console=console, transient=False)
         try:
-            with bar, NbatlasClient(url, token) as api:
-                task = bar.add_task("querying", total=len(STUDIES))
-                sections = build_report(api, out, on_step=lambda name: bar.update(task, advance=1, description=name))
+            with NbatlasClient(url, token) as api:
+                try:
+                    flt = notebook_filter(api, filters or [])
+                except FilterError as exc:
+                    fail(str(exc))
+                with bar:
+                    task = bar.add_task("querying", total=len(STUDIES))
+                    sections = build_report(api, out, notebook_filter=flt, filter_text=filters or [],
+                                            on_step=lambda name: bar.update(task, advance=1, description=name))
         except NbatlasError as exc:
             fail(f"the API at {url} refused a query: {exc}")
         except Exception as exc:  # httpx transport errors: the server is not there
