@@ -1,0 +1,215 @@
+"""`nbatlas inspect` on real notebooks: one from the corpus (re-executed once) and one left out of it,
+in the terminal and as HTML, every section present and its facts equal to the database's.
+
+The corpus here is the Carl-McBride-Ellis notebooks of ../shared/corpus/real minus one (HELD_OUT),
+ingested, embedded with the default models and one of them (IN_CORPUS) reproduced by the real
+reproduce job with the local backend (it stops at `import seaborn`, which this machine lacks).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import re
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import create_engine, text
+from sqlmodel import Session
+
+from analysis.inspect import SECTIONS
+from db import schema
+from db.settings import Settings
+from tests.conftest import BROKEN_CORPUS, REAL_CORPUS, _create_database, _drop_database, cli_env
+from tests.test_api import NBATLAS, TIMEOUT, serve
+
+AUTHOR = "Carl-McBride-Ellis__My-kaggle-notebooks__files__"
+HELD_OUT = REAL_CORPUS / f"{AUTHOR}titanic-in-all-the-confusion.ipynb"
+IN_CORPUS = REAL_CORPUS / f"{AUTHOR}discrimination-threshold-false-positive-negative.ipynb"
+
+
+@pytest.fixture(scope="module")
+def corpus(server_url, tmp_path_factory):
+    """(database url, home, engine): the author's notebooks but HELD_OUT, embedded, IN_CORPUS reproduced."""
+    from db.queries import reproduce as q
+    from ingest.embed.job import embed
+    from ingest.local import ingest_paths
+    from ingest.reproduce.jobs import WorkerDeps, reproduce_one
+    from ingest.reproduce.local_backend import LocalBackend
+
+    files = [p for p in sorted(REAL_CORPUS.glob(f"{AUTHOR}*.ipynb")) if p != HELD_OUT]
+    assert IN_CORPUS in files and len(files) > 10
+    name = f"nbatlas_inspect_{uuid.uuid4().hex[:8]}"
+    url = _create_database(server_url, name)
+    engine = create_engine(url)
+    schema.upgrade(engine)
+    home = tmp_path_factory.mktemp("inspect") / "home"
+    settings = Settings(home=home, database_url=url)
+    with Session(engine) as session:
+        report = ingest_paths(files, session=session, settings=settings)
+        assert report.notebooks_added == len(files)
+        embed(session=session, settings=settings)
+        notebook_id = session.execute(text("SELECT notebook_id FROM source WHERE location = :l"),
+                                      {"l": str(IN_CORPUS)}).scalar_one()
+        backend = LocalBackend(trust_notebooks=True)
+        request_id = q.create_request(session=session, backend="local", image=backend.image, timeout_s=120,
+                                      limits={}, data_dir=None, selection={}, n_notebooks=1)
+        session.commit()
+    status = reproduce_one(WorkerDeps(engine=engine, trust_notebooks=True), request_id=request_id, notebook_id=notebook_id)
+    assert status == "error"  # seaborn is not installed here: a missing module, recorded as such
+    yield url, home, engine
+    engine.dispose()
+    _drop_database(server_url, name)
+
+
+@pytest.fixture(scope="module")
+def api_url(corpus):
+    url, home, _ = corpus
+    with serve(url, home) as base:
+        yield base
+
+
+def rows(engine, sql: str, **params) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(sql), params)]
+
+
+def inspect_cli(corpus, *args: str) -> subprocess.CompletedProcess:
+    url, home, _ = corpus
+    env = {**cli_env(url, home), "COLUMNS": "220", "NO_COLOR": "1"}
+    return subprocess.run([NBATLAS, "inspect", *args], env=env, capture_output=True, text=True, timeout=TIMEOUT * 2)
+
+
+def section_texts(out: str) -> dict[str, str]:
+    """The terminal output cut at its section rules (─── Title ───)."""
+    parts = re.split(r"^─+ (.+?) ─+$", out, flags=re.MULTILINE)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+
+
+def test_terminal_in_the_corpus(corpus, api_url):
+    _, _, engine = corpus
+    done = inspect_cli(corpus, str(IN_CORPUS), "--server", api_url)
+    assert done.returncode == 0, done.stderr
+    sections = section_texts(done.stdout)
+    assert list(sections) == list(SECTIONS)
+
+    (nid,) = rows(engine, "SELECT notebook_id FROM source WHERE location = :l", l=str(IN_CORPUS))[0]
+    assert f"in the corpus as notebook {nid}" in sections["Notebook"]
+    assert hashlib.sha256(IN_CORPUS.read_bytes()).hexdigest() in sections["Notebook"]
+
+    # the outline: one row per cell, each code cell with the stage the ingest stored for it
+    stored = dict(rows(engine, """SELECT c.position, ca.stage FROM cell c JOIN cell_analysis ca ON ca.cell_id = c.id
+                                  WHERE c.notebook_id = :n AND c.cell_type = 'code'""", n=nid))
+    outline = {int(m.group(1)): m.group(2) for m in re.finditer(r"^(\d+)\s+(?:code|mark|raw)\s+(\w*)", sections["Outline"], re.M)}
+    n_cells = rows(engine, "SELECT n_cells FROM notebook WHERE id = :n", n=nid)[0][0]
+    assert sorted(outline) == list(range(n_cells))
+    assert {pos: outline[pos] for pos in stored} == stored and "evaluation" in stored.values()
+
+    libraries = rows(engine, "SELECT libraries FROM notebook_analysis WHERE notebook_id = :n", n=nid)[0][0]
+    listed = [line.split()[0] for line in sections["Libraries"].strip().splitlines()[1:]]
+    assert sorted(listed) == sorted(libraries) and "yellowbrick" in listed
+
+    stored_figures = rows(engine, """SELECT array_to_string(p.plot_kinds, ', '), c.position FROM output_plot p
+                                     JOIN cell c ON c.id = p.cell_id WHERE p.notebook_id = :n ORDER BY p.cell_id, p.output_id""", n=nid)
+    figures = [(k, int(pos)) for k, pos in re.findall(r"│ (.+?)  cell (\d+), stage", sections["Visualisations"])]
+    assert figures == stored_figures and len(figures) == 4
+    assert "before:" in sections["Visualisations"] and "evidence:" in sections["Visualisations"]
+
+    # its own cells and plots are not its neighbours; another notebook's are
+    assert "discrimination-threshold" not in sections["Similar notebooks"]
+    assert re.search(r"^\s*0\.\d{3}\s+\S", sections["Similar notebooks"], re.M)
+    plot_hits = re.findall(r"^figure \d+ \(.*\):\n\s+0\.\d{3}\s+.+ in (\S+) \(cell \d+\)", sections["Similar plots"], re.M)
+    assert len(plot_hits) == 4 and not any("discrimination-threshold" in h for h in plot_hits)
+    assert re.search(r"^\s*0\.\d{3}\s+\d+: ", sections["Similar code"], re.M)
+
+    (run_id, failure, detail) = rows(engine, "SELECT id, failure_class, failure_detail FROM run WHERE notebook_id = :n", n=nid)[0]
+    assert (failure, detail) == ("missing_module", "seaborn")
+    assert f"run {run_id} (local" in sections["Reproducibility"] and "missing_module (seaborn)" in sections["Reproducibility"]
+
+
+def test_terminal_not_in_the_corpus(corpus, api_url):
+    _, _, engine = corpus
+    sha = hashlib.sha256(HELD_OUT.read_bytes()).hexdigest()
+    assert rows(engine, "SELECT count(*) FROM notebook WHERE sha256 = :s", s=sha) == [(0,)]
+    done = inspect_cli(corpus, str(HELD_OUT), "--server", api_url)
+    assert done.returncode == 0, done.stderr
+    sections = section_texts(done.stdout)
+    assert list(sections) == list(SECTIONS)
+    assert "not in the corpus" in sections["Notebook"] and sha in sections["Notebook"]
+    assert "confusion_matrix" in sections["Visualisations"] and "roc_curve" in sections["Visualisations"]
+    assert "sklearn" in sections["Libraries"]
+    # its siblings are in the corpus: the nearest plots of its confusion matrices are confusion matrices
+    first_hits = re.findall(r"figure \d+ \(confusion_matrix, cell \d+\):\n\s+0\.\d+\s+(\S+) in", sections["Similar plots"])
+    assert first_hits and all(kind.rstrip(",") == "confusion_matrix" for kind in first_hits)
+    ranked = re.findall(r"^\s*(0\.\d{3})\s+\S", sections["Similar notebooks"], re.M)
+    assert len(ranked) >= 3 and [float(s) for s in ranked] == sorted((float(s) for s in ranked), reverse=True)
+    assert "Not in the corpus, so it has no reproduction record" in sections["Reproducibility"]
+
+
+def _data_images(page: str) -> list[tuple[str, bytes]]:
+    return [(mime, base64.b64decode(data)) for mime, data in re.findall(r"src='data:([\w/+.-]+);base64,([^']+)'", page)]
+
+
+@pytest.mark.parametrize("notebook", [IN_CORPUS, HELD_OUT], ids=["in-corpus", "not-in-corpus"])
+def test_html_page(corpus, api_url, notebook, tmp_path):
+    _, _, engine = corpus
+    out = tmp_path / "page.html"
+    done = inspect_cli(corpus, str(notebook), "--server", api_url, "--html", str(out))
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in page
+    assert "<script" not in page and "Content-Security-Policy" in page
+    images = _data_images(page)
+    # the notebook's own figures, byte for byte, then the similar plots' thumbnails (PNG from the server)
+    nb = json.loads(notebook.read_text())
+    own = [base64.b64decode("".join(o["data"]["image/png"])) for c in nb["cells"] for o in c.get("outputs", [])
+           if "image/png" in o.get("data", {})]
+    assert [data for _, data in images[: len(own)]] == own
+    thumbs = images[len(own):]
+    assert thumbs and all(mime == "image/png" for mime, _ in thumbs)
+    for _, data in thumbs:
+        img = Image.open(io.BytesIO(data))
+        assert img.width <= 220 and img.height > 10
+    (n_runs,) = rows(engine, "SELECT count(*) FROM run r JOIN notebook n ON n.id = r.notebook_id WHERE n.sha256 = :s",
+                     s=hashlib.sha256(notebook.read_bytes()).hexdigest())[0]
+    assert ("missing_module (seaborn)" in page) == (n_runs == 1)
+
+
+def test_without_server_it_starts_its_own(corpus, tmp_path):
+    out = tmp_path / "page.html"
+    done = inspect_cli(corpus, str(HELD_OUT), "--html", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "not in the corpus" in out.read_text() and "Similar notebooks" in out.read_text()
+
+
+def test_notebook_text_cannot_inject_script(corpus, api_url, tmp_path):
+    """Markdown around a plot, rendered in the page, keeps no script, handler or javascript: link."""
+    nb = json.loads(HELD_OUT.read_text())
+    plot_cell = next(i for i, c in enumerate(nb["cells"]) if any("image/png" in o.get("data", {}) for o in c.get("outputs", [])))
+    nb["cells"].insert(plot_cell + 1, {"cell_type": "markdown", "metadata": {}, "source": [
+        "<script>alert(1)</script> <img src=x onerror=alert(2)> [click](javascript:alert(3)) **bold**"]})
+    hostile = tmp_path / "hostile.ipynb"
+    hostile.write_text(json.dumps(nb))
+    out = tmp_path / "page.html"
+    done = inspect_cli(corpus, str(hostile), "--server", api_url, "--html", str(out))
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    assert "<strong>bold</strong>" in page
+    # shown as text at most, never as a tag, an attribute or a link
+    assert "<script" not in page and "&lt;script&gt;alert(1)" in page
+    assert not re.search(r"<[^>]*\bonerror\s*=", page)
+    assert not re.search(r"href\s*=\s*['\"]?\s*javascript:", page, re.I)
+
+
+def test_a_broken_notebook_is_named_with_its_reason(corpus, api_url):
+    broken = BROKEN_CORPUS / "rasbt__pattern_classification__Images__ml3_3d_lot.ipynb"
+    done = inspect_cli(corpus, str(broken), "--server", api_url)
+    assert done.returncode == 1
+    message = done.stderr.replace("\n", "")
+    assert str(broken) in message and "it looks like a PNG image" in message
