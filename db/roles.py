@@ -104,3 +104,26 @@ def revoke_public_role(conn: Connection, name: str) -> None:
         "REVOKE CONNECT ON DATABASE {db} FROM {role}",
     ):
         _run(conn, sql.SQL(statement).format(db=db, role=role))
+
+
+def main() -> None:
+    """``python -m db.roles``: (re)create the public role and its grants on the configured database
+    (NBATLAS_DATABASE_URL), e.g. after restoring a dump with --no-privileges, or to set a new
+    NBATLAS_PUBLIC_ROLE_PASSWORD. Migration 0009 does the same once, when it runs."""
+    from db.engine import make_engine
+    from db.settings import Settings
+
+    name, password = public_role_from_env()
+    engine = make_engine(Settings())
+    try:
+        with engine.begin() as conn:
+            done = ensure_public_role(conn, name, password)
+    finally:
+        engine.dispose()
+    if not done:
+        raise SystemExit(f"role {name} does not exist and this user may not create roles")
+    print(f"role {name}: SELECT on every table of {engine.url.database}" + ("" if password else " (NOLOGIN: no password given)"))
+
+
+if __name__ == "__main__":
+    main()

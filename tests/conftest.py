@@ -131,6 +131,15 @@ def real_corpus_url(server_url: str, tmp_path_factory: pytest.TempPathFactory) -
     _drop_database(server_url, name)
 
 
+@pytest.fixture(scope="session")
+def reproduced(server_url: str, tmp_path_factory: pytest.TempPathFactory):
+    """Three tiny notebooks ingested and re-executed once with the local backend (see
+    tests/test_api_reproduce.make_reproduced); shared by the API and report tests: read it, never write it."""
+    from tests.test_api_reproduce import make_reproduced
+
+    yield from make_reproduced(server_url, tmp_path_factory)
+
+
 @pytest.fixture
 def settings(tmp_path: Path, engine: Engine) -> Settings:
     """Settings pointing at the session database, with a private home."""

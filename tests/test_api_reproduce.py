@@ -35,9 +35,9 @@ def _notebook(*sources: str) -> nbformat.NotebookNode:
     return nb
 
 
-@pytest.fixture(scope="module")
-def reproduced(server_url, tmp_path_factory):
-    """(database url, {name: notebook id}, request id): three notebooks ingested and reproduced once."""
+def make_reproduced(server_url, tmp_path_factory):
+    """(database url, {name: notebook id}, request id, home): three notebooks ingested and reproduced once.
+    The session fixture ``reproduced`` (tests/conftest.py) runs it once for this module and test_report."""
     from db.queries import reproduce as q
     from ingest.local import ingest_paths
     from ingest.reproduce.jobs import WorkerDeps, reproduce_one

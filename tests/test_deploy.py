@@ -128,6 +128,29 @@ def test_public_api_runs_as_the_role_and_answers(public_db, tmp_path):
     assert "errors" in mutation
 
 
+def test_grants_are_restored_by_python_m_db_roles(public_db, tmp_path):
+    """After a restore without privileges (pg_restore --no-privileges), `python -m db.roles` grants again."""
+    import os
+    import sys
+
+    admin_url, role_url, role = public_db
+    with psycopg.connect(libpq(admin_url), autocommit=True) as admin:
+        admin.execute(f'REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM "{role}"')
+    with psycopg.connect(libpq(role_url), autocommit=True) as conn:
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM notebook")
+    env = {**os.environ, "NBATLAS_DATABASE_URL": admin_url, "NBATLAS_HOME": str(tmp_path),
+           "NBATLAS_PUBLIC_ROLE": role, "NBATLAS_PUBLIC_ROLE_PASSWORD": PASSWORD}
+    done = subprocess.run([sys.executable, "-m", "db.roles"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"role {role}: SELECT on every table" in done.stdout
+    with psycopg.connect(libpq(role_url), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM notebook").fetchone()[0] > 0
+        conn.execute("SET default_transaction_read_only = off")
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM notebook")
+
+
 def test_migration_leaves_no_grant_behind_on_downgrade(fresh_database, monkeypatch):
     role = f"nbatlas_pub_{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("NBATLAS_PUBLIC_ROLE", role)

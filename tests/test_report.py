@@ -14,7 +14,6 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import cli_env
 from tests.test_api import NBATLAS, TIMEOUT, serve
-from tests.test_api_reproduce import reproduced  # noqa: F401  (a fixture: three notebooks re-executed)
 
 EVALUATION = ["confusion_matrix", "roc_curve", "precision_recall_curve", "learning_curve", "calibration_curve"]
 EXPLAINABILITY = ["shap", "feature_importance", "partial_dependence"]
@@ -210,7 +209,7 @@ SPLIT_COMPETITIONS = [(10, "titanic"), (11, "house-prices"), (12, "digit-recogni
 
 
 def split_corpus_files() -> list[Path]:
-    """Real notebooks that drew something: the 24 smallest, and the 6 smallest of those that also
+    """Real notebooks that drew something: the 18 smallest, and the 4 smallest of those that also
     draw evaluation plots (so the shares are not all zero)."""
     import json
 
@@ -225,18 +224,18 @@ def split_corpus_files() -> list[Path]:
             continue
         if not any(m.startswith("image/") for c in cells for o in c.get("outputs", []) for m in o.get("data", {})):
             continue
-        if len(small) < 24:
+        if len(small) < 18:
             small.append(REAL_CORPUS / row["file"])
-        elif len(evaluating) < 6 and any(w in text for w in ("confusion_matrix", "roc_curve", "learning_curve")):
+        elif len(evaluating) < 4 and any(w in text for w in ("confusion_matrix", "roc_curve", "learning_curve")):
             evaluating.append(REAL_CORPUS / row["file"])
     return small + evaluating
 
 
 @pytest.fixture(scope="module")
 def kaggle_split_url(server_url, tmp_path_factory) -> str:
-    """30 real notebooks imported the way Kaggle's bulk archive is (``nbatlas import meta-kaggle-code``),
+    """22 real notebooks imported the way Kaggle's bulk archive is (``nbatlas import meta-kaggle-code``),
     with Meta Kaggle metadata written here: three competitions (one notebook uses two), votes
-    with ties; three of the files have no metadata row."""
+    with ties; two of the files have no metadata row."""
     import shutil
     import uuid
 
@@ -286,7 +285,7 @@ def kaggle_split_url(server_url, tmp_path_factory) -> str:
                                 settings=Settings(home=base / "home", database_url=url))
         session.commit()
     eng.dispose()
-    assert (report.files, report.with_metadata, report.imported, report.problems) == (30, 27, 30, 0), report
+    assert (report.files, report.with_metadata, report.imported, report.problems) == (22, 20, 22, 0), report
     yield url
     _drop_database(server_url, name)
 
@@ -362,8 +361,7 @@ def test_votes_quartiles_equal_sql(split_reports, kaggle_split_url):
     finally:
         db.dispose()
     md = (split_reports["all"] / "report.md").read_text()
-    assert "Per votes quartile" in md and "3 of 30 notebooks carry Kaggle metadata" not in md
-    assert "27 of 30 notebooks carry Kaggle metadata" in md
+    assert "Per votes quartile" in md and "20 of 22 notebooks carry Kaggle metadata" in md
     assert (split_reports["all"] / "evaluation_share_splits.png").stat().st_size > 5000
 
 
@@ -398,3 +396,54 @@ def test_unknown_filter_key_is_a_clear_error(split_reports):
     done = split_reports["unknown"]
     assert done.returncode != 0
     assert "unknown key 'colour'" in done.stderr and "competition" in done.stderr and "minVotes" in done.stderr
+
+
+class _AppClient:
+    """The report's filter parser needs only ``query``: here it asks the public API in process."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def query(self, query: str, variables: dict | None = None) -> dict:
+        from tests.test_api_schema import gql
+
+        body = gql(self.app, query, variables)
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+
+def test_filter_keys_and_values_are_typed_from_the_api_schema(real_corpus_url, tmp_path):
+    from analysis.report import FilterError, notebook_filter
+    from api.app import create_app
+    from db.settings import Settings
+
+    app = create_app(Settings(home=tmp_path / "home", database_url=real_corpus_url), public=True)
+    try:
+        api = _AppClient(app)
+        flt = notebook_filter(api, ["competition=titanic,house-prices", "competition=digit-recognizer", "min_votes=10",
+                                    "hasImages=yes", "reproduction.status=error", "reproduction.failure_class=missing_module",
+                                    "language=python"])
+        assert flt == {"competition": ["titanic", "house-prices", "digit-recognizer"], "minVotes": 10, "hasImages": True,
+                       "reproduction": {"status": ["ERROR"], "failureClass": ["missing_module"]}, "language": ["python"]}
+        # the API takes what the parser built
+        api.query("query($f: NotebookFilter) { notebooks(first: 1, filter: $f) { totalCount } }", {"f": flt})
+        n = api.query("query($f: NotebookFilter) { notebooks(first: 1, filter: $f) { totalCount } }",
+                      {"f": notebook_filter(api, ["hasImages=true"])})["notebooks"]["totalCount"]
+        assert 0 < n < 231
+        assert notebook_filter(api, []) is None
+        for bad, says in [
+            ("colour=red", "unknown key 'colour'"),
+            ("minVotes=ten", "'ten' is not a whole number"),
+            ("hasImages=maybe", "'maybe' is not true or false"),
+            ("reproduction.status=weird", "'weird' is not one of ok, error"),
+            ("reproduction=error", "'reproduction' is a nested filter: use one of reproduction.failureClass"),
+            ("language.x=1", "'language' is a String, not a nested filter"),
+            ("reproduction.colour=1", "unknown key 'reproduction.colour'; ReproductionFilter accepts"),
+            ("no-equals-sign", "write it as key=value"),
+        ]:
+            with pytest.raises(FilterError, match=re.escape(says)):
+                notebook_filter(api, [bad])
+        with pytest.raises(FilterError, match="'minVotes' takes one value and was given twice"):
+            notebook_filter(api, ["minVotes=1", "min_votes=2"])
+    finally:
+        app.state.db.dispose()
