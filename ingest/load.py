@@ -1,4 +1,5 @@
-"""Load parsed notebooks into PostgreSQL in batches with ``COPY``. Runs in the main process.
+"""Load parsed notebooks into PostgreSQL in batches with ``COPY``, in the main process over the
+ingest's session or in each parse worker over its own connection (``parse_and_load``).
 
 One batch is one transaction: a notebook lands with all its cells, outputs and images, or not at all.
 Ids come from the tables' own identity sequences (reserved in one round trip), so cells, outputs and
@@ -68,19 +69,36 @@ class LoadResult:
     failed: list[FileProblem] = field(default_factory=list)  # notebooks the database refused
 
 
+class _Direct:
+    """A worker's own psycopg connection, with the two session methods the loader uses."""
+
+    def __init__(self, connection: psycopg.Connection):
+        self.connection = connection
+
+    def commit(self) -> None:
+        self.connection.commit()
+
+    def rollback(self) -> None:
+        self.connection.rollback()
+
+
 def _clean(text: str | None) -> str | None:
     return None if text is None else UNSTORABLE.sub("\ufffd", text)
 
 
 class BatchLoader:
-    def __init__(self, session: Session, run_id: int, analyzer: Any = None, retries: int = 3):
-        self.session = session
+    """Loads batches over the ingest's session (main process) or over a worker's own connection."""
+
+    def __init__(self, session: Session | psycopg.Connection, run_id: int, analyzer: Any = None, retries: int = 3):
+        self.session = session if isinstance(session, Session) else _Direct(session)
         self.run_id = run_id
         self.load_analysis = getattr(analyzer, "load", None)
         self.retries = retries
-        self.images_known: set[str] = set()  # committed by this run: never sent twice
+        self.images_known: set[str] = set()  # committed by this loader: never sent twice
 
     def _raw(self) -> psycopg.Connection:
+        if isinstance(self.session, _Direct):
+            return self.session.connection
         return self.session.connection().connection.driver_connection
 
     def existing(self, shas: list[str]) -> set[str]:
@@ -260,3 +278,115 @@ class BatchLoader:
         if analysis_items:
             self.load_analysis(connection=cur.connection, items=analysis_items)
         return set(images) | known
+
+
+# --- loading in the parse workers ----------------------------------------------------------------------
+#
+# When the ingest's session has committed its run (so other connections see it), each parse worker
+# also loads what it parsed, over its own connection: the database work of an ingest (COPY parsing,
+# the full-text vectors, index updates) then runs on as many backends as there are workers instead
+# of one, and the parsed rows (image bytes included) never travel back to the main process. One task
+# of a few files is one transaction, so a killed ingest still loses at most the tasks in flight; a
+# notebook another worker or another ingest commits first is found present on the batch's retry.
+
+
+@dataclass(slots=True)
+class TaskResult:
+    """What one worker task did, for the main process's report (no rows: those are in the database)."""
+
+    files: int = 0
+    bytes_read: int = 0
+    added: int = 0
+    present: int = 0  # places whose notebook was in the database already (or earlier in this task)
+    sources_added: int = 0
+    problems: list[tuple[str, str, str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+
+_conninfo: str | None = None
+_run_id: int | None = None
+_worker_loader: BatchLoader | None = None
+
+
+def init_loading_worker(limits: Any, analyzer: Any, conninfo: str, run_id: int) -> None:
+    global _conninfo, _run_id, _worker_loader
+    from ingest import parse
+
+    parse.init_worker(limits, analyzer)
+    _conninfo, _run_id, _worker_loader = conninfo, run_id, None
+
+
+def _loader() -> BatchLoader:
+    global _worker_loader
+    if _worker_loader is None:
+        from multiprocessing import util
+
+        from ingest import parse
+
+        assert _conninfo is not None and _run_id is not None, "init_loading_worker was not called"
+        connection = psycopg.connect(_conninfo)
+        # pool workers leave through os._exit: say goodbye to the server instead of dropping the socket
+        util.Finalize(connection, connection.close, exitpriority=10)
+        _worker_loader = BatchLoader(connection, _run_id, parse._analyzer)
+    return _worker_loader
+
+
+def parse_and_load(places: list[Any]) -> TaskResult:
+    """One task of a loading worker: read, hash, skip what the database has, parse the rest, load it all."""
+    import hashlib
+
+    from ingest import parse
+
+    loader = _loader()
+    limits, analyzer = parse._limits, parse._analyzer
+    assert limits is not None
+    out = TaskResult(files=len(places))
+    problems: list[FileProblem] = []
+    ready = []
+    for place in places:
+        if place.data is None:
+            try:
+                place.data = parse.read_file(place.path, limits.max_file_bytes)
+            except parse.NotANotebook as exc:
+                problems.append(FileProblem(place.location, place.member, exc.stage, exc.reason, details=exc.details))
+                continue
+            except OSError as exc:
+                problems.append(FileProblem(place.location, place.member, "read", f"cannot read the file: {exc.strerror or exc}"))
+                continue
+        out.bytes_read += len(place.data)
+        if not place.sha256:
+            place.sha256 = hashlib.sha256(place.data).hexdigest()
+        ready.append(place)
+    present = loader.existing(list({place.sha256 for place in ready}))
+    loader.session.rollback()  # no transaction left open between tasks
+    results: dict[str, ParsedNotebook | FileProblem] = {}
+    notebooks: list[ParsedNotebook] = []
+    sources: list[SourceRow] = []
+    for place in ready:
+        sha = place.sha256
+        if sha in present:
+            out.present += 1
+            sources.append(SourceRow(sha, place.kind, place.location, place.member))
+            continue
+        result = results.get(sha)
+        if result is None:
+            result = results[sha] = parse.parse_place(place, limits, analyzer)
+            if isinstance(result, ParsedNotebook):
+                notebooks.append(result)
+                problems.extend(result.warnings)
+            else:
+                problems.append(result)
+        elif isinstance(result, ParsedNotebook):
+            out.present += 1  # the same bytes earlier in this task
+        else:  # the same bytes failed earlier in this task: the same problem, at this place too
+            problems.append(FileProblem(place.location, place.member, result.stage, result.reason, sha, details=result.details))
+        place.data = None
+        if isinstance(result, ParsedNotebook):
+            sources.append(SourceRow(sha, place.kind, place.location, place.member))
+    loaded = loader.load(notebooks, sources, problems)
+    out.added = len(loaded.added)
+    out.present += len(loaded.present)
+    out.sources_added = loaded.sources_added
+    for p in problems + loaded.failed:
+        (out.problems if p.severity == "error" else out.warnings).append((p.location, p.member, p.stage, p.reason))
+    return out

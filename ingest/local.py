@@ -1,13 +1,19 @@
 """Ingest notebooks from local files, folders and archives: ``nbatlas ingest PATH...``.
 
-The pipeline: the main process walks the paths, reads each file and hashes it (SHA-256 of the
-bytes is a notebook's identity), and asks the database which of those hashes it already holds; only
-new files go to the worker processes, which parse them (``ingest.parse``) into rows; the main process
-loads the rows in batches with ``COPY`` (``ingest.load``), one transaction per batch.
+The pipeline with several workers (the default on a multi-core machine): the main process walks
+the paths and hands the files out a few at a time, largest first; each worker process reads and
+hashes its files (SHA-256 of the bytes is a notebook's identity), asks the database which of those
+hashes it already holds, parses the new ones (``ingest.parse``) and loads them with ``COPY`` over
+its own connection (``ingest.load.parse_and_load``), one transaction per task. The database work
+thus runs on as many backends as there are workers.
+
+With one worker, or when the caller's session sits inside a transaction it does not end (so other
+connections would not see the ingest's run), the main process reads and hashes, the workers only
+parse, and the main process loads the rows in batches over the caller's session.
 
 So re-running an ingest only reads and hashes: a file already in the database adds at most a new
 source row (the same notebook found at a new place) and nothing else. A killed ingest loses at most
-the batch in flight; the next run skips what was committed.
+the batches in flight; the next run skips what was committed.
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ from sqlmodel import Session
 
 from db.models import IngestRun
 from db.settings import Settings
-from ingest import parse
-from ingest.load import BatchLoader, SourceRow
+from ingest import load, parse
+from ingest.load import BatchLoader, SourceRow, TaskResult
 from ingest.parse import FileProblem, Limits, ParsedNotebook, Place
 from ingest.sources import count_zip_notebooks, discover, iter_archive, local_place, too_large
 
@@ -53,6 +59,9 @@ class IngestReport:
     bytes_read: int = 0
     seconds: float = 0.0
     status: str = "running"
+    # 'workers': each parse worker loaded its notebooks over its own connection; 'main': this process
+    # loaded them over the caller's session (one worker, or a session inside a transaction it does not end)
+    loaded_by: str = "main"
 
     @property
     def nothing_new(self) -> bool:
@@ -85,7 +94,8 @@ class _InlinePool:
 
 
 @contextmanager
-def _pool(settings: Settings, analyzer):
+def _pool(settings: Settings, analyzer, loading: tuple[str, int] | None = None):
+    """The parse workers; with ``loading = (conninfo, run_id)`` they also load what they parse."""
     limits = Limits.from_settings(settings)
     if settings.workers <= 1:
         yield _InlinePool(limits, analyzer)
@@ -95,7 +105,11 @@ def _pool(settings: Settings, analyzer):
     parse.warm_validators()
     # fork: the workers inherit the imported modules and built validators, so they start in milliseconds
     context = multiprocessing.get_context("fork") if os.name == "posix" else None
-    pool = ProcessPoolExecutor(max_workers=settings.workers, mp_context=context, initializer=parse.init_worker, initargs=(limits, analyzer))
+    if loading is None:
+        init, args = parse.init_worker, (limits, analyzer)
+    else:
+        init, args = load.init_loading_worker, (limits, analyzer, *loading)
+    pool = ProcessPoolExecutor(max_workers=settings.workers, mp_context=context, initializer=init, initargs=args)
     try:
         yield pool
     finally:
@@ -286,6 +300,98 @@ class _Run:
         self.flush()
 
 
+class _ParallelRun:
+    """The state of an ingest whose workers load what they parse (``ingest.load.parse_and_load``).
+
+    The main process only lists the files and sends them out a few at a time; the workers read,
+    hash, look up, parse and load them, and send back counts and problems. What the main process
+    still records itself: problems found before a file reaches a worker (archive members).
+    """
+
+    def __init__(self, session: Session, settings: Settings, report: IngestReport, loader: BatchLoader, pool, progress: _Progress):
+        self.session, self.settings, self.report = session, settings, report
+        self.loader, self.pool, self.progress = loader, pool, progress
+        self.inflight: deque[Future] = deque()
+        self.window = 2 * settings.workers
+        self.places = max(1, min(TASK_PLACES, settings.batch_notebooks))
+        self.task: list[Place] = []
+        self.task_bytes = 0
+        self.problems: list[FileProblem] = []
+        self.counted = time.monotonic()
+
+    def add(self, item: Place | FileProblem) -> None:
+        self.report.files_seen += 1
+        if isinstance(item, FileProblem):
+            self.problems.append(item)
+            (self.report.problems if item.severity == "error" else self.report.warnings).append(
+                (item.location, item.member, item.stage, item.reason)
+            )
+            self.progress.advance()
+            return
+        if item.data is not None:
+            size = len(item.data)
+        else:
+            try:
+                size = os.stat(item.path).st_size
+            except OSError:
+                size = 0  # the worker says why it cannot read it
+        self.task.append(item)
+        self.task_bytes += size
+        if len(self.task) >= self.places or self.task_bytes >= TASK_BYTES:
+            self._submit()
+
+    def _submit(self) -> None:
+        if not self.task:
+            return
+        self.inflight.append(self.pool.submit(load.parse_and_load, self.task))
+        self.task, self.task_bytes = [], 0
+        while len(self.inflight) > self.window or (self.inflight and self.inflight[0].done()):
+            self._collect(self.inflight.popleft())
+
+    def _collect(self, future: Future) -> None:
+        result: TaskResult = future.result()
+        report = self.report
+        report.bytes_read += result.bytes_read
+        report.notebooks_added += result.added
+        report.already_present += result.present
+        report.sources_added += result.sources_added
+        report.problems.extend(result.problems)
+        report.warnings.extend(result.warnings)
+        self.progress.advance(result.files, added=report.notebooks_added)
+        if time.monotonic() - self.counted > 1.0:  # the run's row shows progress, without a commit per task
+            self.loader.update_run(**_final_counters(report))
+            self.session.commit()
+            self.counted = time.monotonic()
+
+    def finish(self) -> None:
+        self._submit()
+        while self.inflight:
+            self._collect(self.inflight.popleft())
+        if self.problems:
+            self.loader.load([], [], self.problems)
+
+
+def _loading_conninfo(session: Session, run_id: int) -> str | None:
+    """The database for the workers' own connections, if they see what this session commits.
+
+    They do not when the session is itself inside a transaction it does not end (a test's rolled
+    back session, a caller's unit of work): then the main process loads everything.
+    """
+    import psycopg
+
+    bind = session.get_bind()
+    url = getattr(bind, "engine", bind).url
+    if url.get_backend_name() != "postgresql":
+        return None
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(conninfo, connect_timeout=10) as conn:
+            seen = conn.execute("SELECT 1 FROM ingest_run WHERE id = %s", (run_id,)).fetchone()
+    except psycopg.Error:
+        return None
+    return conninfo if seen else None
+
+
 def ingest_paths(
     paths: Sequence[Path | str],
     *,
@@ -323,11 +429,21 @@ def ingest_paths(
 
         cell_analyzer = CodeAnalyzer()
     loader = BatchLoader(session, run.id, cell_analyzer)
+    loading = None
+    if settings.workers > 1:
+        conninfo = _loading_conninfo(session, run.id)
+        loading = None if conninfo is None else (conninfo, run.id)
+    report.loaded_by = "main" if loading is None else "workers"
     status = "failed"
     try:
-        with _pool(settings, cell_analyzer) as pool, _Progress(progress, total) as bar:
-            state = _Run(session, settings, report, loader, pool, bar)
-            for path in found.files:
+        with _pool(settings, cell_analyzer, loading) as pool, _Progress(progress, total) as bar:
+            runner = _Run if loading is None else _ParallelRun
+            state = runner(session, settings, report, loader, pool, bar)
+            files = found.files
+            if loading is not None:
+                # largest first: the last tasks are the small ones, so the workers finish together
+                files = sorted(files, key=_size, reverse=True)
+            for path in files:
                 state.add(local_place(path))
             for archive in found.archives:
                 counted = count_zip_notebooks(archive) is not None
@@ -354,6 +470,13 @@ def ingest_paths(
         except Exception:  # the database itself went away: the run row stays 'running'
             pass
     return report
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _final_counters(report: IngestReport) -> dict[str, Any]:

@@ -271,6 +271,52 @@ def test_not_a_notebook_structures_are_problems(session, settings, tmp_path):
     assert "cell 0" in reasons["cell_not_object.ipynb"][1]
 
 
+def test_loading_in_the_workers_stores_what_loading_in_the_main_process_does(fresh_database, tmp_path):
+    """Both ways of loading, on the same mixed folder: broken files, a file at two places, a zip."""
+    folder = tmp_path / "mixed"
+    shutil.copytree(BROKEN_CORPUS, folder)
+    good = _subset(25)
+    (folder / "good").mkdir()  # one good notebook has the name of a broken one
+    for path in good:
+        shutil.copy(path, folder / "good" / path.name)
+    shutil.copy(good[0], folder / "again.ipynb")
+    with zipfile.ZipFile(folder / "some.zip", "w") as archive:
+        for path in good[:3] + _subset(31, 1):
+            archive.write(path, f"kernels/{path.name}")
+    queries = (
+        "SELECT sha256, size_bytes, nbformat, language, metadata::text, n_cells, n_outputs, n_image_outputs FROM notebook ORDER BY 1",
+        "SELECT n.sha256, c.position, c.cell_type, md5(c.source), c.metadata::text, c.search_vector::text "
+        "FROM cell c JOIN notebook n ON n.id = c.notebook_id ORDER BY 1, 2",
+        "SELECT n.sha256, c.position, o.position, o.output_type, md5(coalesce(o.data::text, '') || coalesce(o.text, '')) "
+        "FROM output o JOIN cell c ON c.id = o.cell_id JOIN notebook n ON n.id = c.notebook_id ORDER BY 1, 2, 3",
+        "SELECT sha256, mime, md5(data), width, height FROM image ORDER BY 1",
+        "SELECT n.sha256, oi.mime, oi.image_sha256 FROM output_image oi JOIN output o ON o.id = oi.output_id "
+        "JOIN notebook n ON n.id = o.notebook_id ORDER BY 1, 2, 3",
+        "SELECT n.sha256, s.kind, s.location, s.member FROM source s JOIN notebook n ON n.id = s.notebook_id ORDER BY 2, 3, 4",
+        "SELECT location, member, stage, severity, reason, file_sha256 FROM problem ORDER BY 1, 2, 3, 4",
+    )
+    rows, reports = [], []
+    for workers in (1, 2):
+        url = fresh_database()
+        eng = create_engine(url)
+        from db.settings import Settings
+
+        with Session(eng) as session:
+            reports.append(ingest_paths([folder], session=session, settings=Settings(home=tmp_path / f"h{workers}", database_url=url, workers=workers), cell_analyzer=None))
+        with eng.connect() as conn:
+            rows.append([conn.execute(text(q)).all() for q in queries])
+        eng.dispose()
+    main, workers = reports
+    assert (main.loaded_by, workers.loaded_by) == ("main", "workers")
+    for key in ("files_seen", "notebooks_added", "sources_added", "already_present", "bytes_read"):
+        assert getattr(main, key) == getattr(workers, key), key
+    assert sorted(main.problems) == sorted(workers.problems) and len(main.problems) == len(list(BROKEN_CORPUS.glob("*.ipynb")))
+    assert sorted(main.warnings) == sorted(workers.warnings)
+    for query, in_main, in_workers in zip(queries, *rows):
+        assert in_main == in_workers, query
+    assert all(rows[0])  # every table has rows
+
+
 # --- idempotence --------------------------------------------------------------------------------------
 
 
@@ -347,9 +393,10 @@ def test_two_concurrent_ingests_of_the_same_files_equal_one_clean_run(fresh_data
     for path in real_notebooks()[1::16]:
         shutil.copy(path, folder / path.name)
     racing_url = fresh_database()
-    command = [sys.executable, "-m", "ingest.cli", "ingest", str(folder), "--no-analyze", "--batch", "2", "--workers", "1", "--json"]
+    command = [sys.executable, "-m", "ingest.cli", "ingest", str(folder), "--no-analyze", "--batch", "2", "--json", "--workers"]
+    # one racer loads in its main process, the other in its two workers (each over its own connection)
     racers = [
-        subprocess.Popen(command, env=cli_env(racing_url, tmp_path / f"home{i}"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen([*command, str(i + 1)], env=cli_env(racing_url, tmp_path / f"home{i}"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for i in range(2)
     ]
     reports = []
@@ -358,6 +405,7 @@ def test_two_concurrent_ingests_of_the_same_files_equal_one_clean_run(fresh_data
         assert proc.returncode == 0, err.decode()
         reports.append(json.loads(out))
     # between them every notebook was added once; neither recorded a problem for losing a race
+    assert [r["loaded_by"] for r in reports] == ["main", "workers"]
     assert sum(r["notebooks_added"] for r in reports) == len(list(folder.iterdir()))
     assert all(r["problems"] == [] for r in reports)
 
