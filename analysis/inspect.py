@@ -39,7 +39,7 @@ BYTES_PER_REQUEST = 180_000  # variables per request; a public server takes bodi
 MAX_IMAGE_SEND = 120_000  # bytes of a picture sent as a query; bigger ones are shrunk first
 SEND_MAX_SIDE = 800
 RASTER = ("image/png", "image/jpeg", "image/gif", "image/webp")
-THUMB_WIDTH = 220
+THUMB_WIDTH = 256  # one of the widths a public server keeps thumbnails at
 
 _NB = "fragment NB on Notebook { dbId sha256 sources { kind location member } kaggle { title ref author votes } }"
 _CELL = "fragment C on SimilarCell { distance cell { dbId position cellType source } notebook { ...NB } }"
@@ -595,7 +595,9 @@ def render_html(ins: Inspection) -> str:
             "<div class='neighbours'>")
         for hit in hits:
             plot = hit.image["plots"][0] if hit.image["plots"] else {}
-            uri = _data_uri("image/png", hit.thumbnail) if hit.thumbnail else None
+            # a server sends an SVG as it is, every other picture as a PNG thumbnail
+            mime = "image/svg+xml" if hit.image["mime"] == "image/svg+xml" else "image/png"
+            uri = _data_uri(mime, hit.thumbnail) if hit.thumbnail else None
             picture = f"<img alt='similar plot' src='{uri}'>" if uri else "<em>(no thumbnail)</em>"
             add(f"<figure>{picture}<figcaption>{hit.distance:.3f} · {_e(', '.join(hit.image['plotKinds']) or 'unknown kind')}"
                 f"<br>{_e(notebook_label(hit.notebook))}, cell {_e((plot.get('cell') or {}).get('position'))}"

@@ -74,6 +74,13 @@ def api_url(corpus):
         yield base
 
 
+@pytest.fixture(scope="module")
+def public_url(corpus):
+    url, home, _ = corpus
+    with serve(url, home.parent / "public-home", "--public") as base:
+        yield base
+
+
 def rows(engine, sql: str, **params) -> list[tuple]:
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(text(sql), params)]
@@ -155,16 +162,22 @@ def _data_images(page: str) -> list[tuple[str, bytes]]:
     return [(mime, base64.b64decode(data)) for mime, data in re.findall(r"src='data:([\w/+.-]+);base64,([^']+)'", page)]
 
 
-@pytest.mark.parametrize("notebook", [IN_CORPUS, HELD_OUT], ids=["in-corpus", "not-in-corpus"])
-def test_html_page(corpus, api_url, notebook, tmp_path):
+@pytest.mark.parametrize("notebook, server", [(IN_CORPUS, None), (HELD_OUT, "public_url")],
+                         ids=["in-corpus-own-server", "not-in-corpus-public-server"])
+def test_html_page(corpus, notebook, server, request, tmp_path):
+    """Without --server the command starts (and stops) a private API on the configured database. The public
+    read-only server answers the same searches: they keep within its alias, token and body limits."""
     _, _, engine = corpus
     out = tmp_path / "page.html"
-    done = inspect_cli(corpus, str(notebook), "--server", api_url, "--html", str(out))
+    where = ["--server", request.getfixturevalue(server)] if server else []
+    done = inspect_cli(corpus, str(notebook), *where, "--html", str(out))
     assert done.returncode == 0, done.stderr
     page = out.read_text()
     for title in SECTIONS:
         assert f"<h2>{title}</h2>" in page
     assert "<script" not in page and "Content-Security-Policy" in page
+    assert ("<strong>in the corpus</strong>" in page) == (notebook == IN_CORPUS)
+    assert ("<strong>not in the corpus</strong>" in page) == (notebook == HELD_OUT)
     images = _data_images(page)
     # the notebook's own figures, byte for byte, then the similar plots' thumbnails (PNG from the server)
     nb = json.loads(notebook.read_text())
@@ -175,17 +188,10 @@ def test_html_page(corpus, api_url, notebook, tmp_path):
     assert thumbs and all(mime == "image/png" for mime, _ in thumbs)
     for _, data in thumbs:
         img = Image.open(io.BytesIO(data))
-        assert img.width <= 220 and img.height > 10
+        assert img.width <= 256 and img.height > 10
     (n_runs,) = rows(engine, "SELECT count(*) FROM run r JOIN notebook n ON n.id = r.notebook_id WHERE n.sha256 = :s",
                      s=hashlib.sha256(notebook.read_bytes()).hexdigest())[0]
     assert ("missing_module (seaborn)" in page) == (n_runs == 1)
-
-
-def test_without_server_it_starts_its_own(corpus, tmp_path):
-    out = tmp_path / "page.html"
-    done = inspect_cli(corpus, str(HELD_OUT), "--html", str(out))
-    assert done.returncode == 0, done.stderr
-    assert "not in the corpus" in out.read_text() and "Similar notebooks" in out.read_text()
 
 
 def test_notebook_text_cannot_inject_script(corpus, api_url, tmp_path):
@@ -207,9 +213,10 @@ def test_notebook_text_cannot_inject_script(corpus, api_url, tmp_path):
     assert not re.search(r"href\s*=\s*['\"]?\s*javascript:", page, re.I)
 
 
-def test_a_broken_notebook_is_named_with_its_reason(corpus, api_url):
+def test_a_broken_notebook_is_named_with_its_reason(corpus):
+    """Refused before any server is started or asked."""
     broken = BROKEN_CORPUS / "rasbt__pattern_classification__Images__ml3_3d_lot.ipynb"
-    done = inspect_cli(corpus, str(broken), "--server", api_url)
+    done = inspect_cli(corpus, str(broken))
     assert done.returncode == 1
     message = done.stderr.replace("\n", "")
     assert str(broken) in message and "it looks like a PNG image" in message
