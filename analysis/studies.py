@@ -69,9 +69,10 @@ def _stacked_bars(path: Path, stages: list[str], table: dict[str, Counter], titl
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
     ax.set_title(title)
-    ax.legend(fontsize="small", loc="lower right")
+    # beside the bars, never over them
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -136,16 +136,21 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "report"
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}: run .ci/chromium.sh")
-def test_html_report_renders_its_figures_in_chromium(report_dir):
+@pytest.mark.parametrize("corpus", ["real", "kaggle-split"])
+def test_html_report_renders_its_figures_in_chromium(corpus, request):
     """Headless Chromium opens report.html from disk: every figure decodes at its PNG's size and
-    its screenshot is not blank."""
+    its screenshot is not blank (the real corpus's report, and one with the competition and votes splits)."""
     from PIL import Image, ImageStat
     from playwright.sync_api import sync_playwright
 
     from tests.test_workbench_browser import CHROMIUM_ARGS
 
+    report_dir = request.getfixturevalue("report_dir") if corpus == "real" else request.getfixturevalue("split_reports")["all"]
+    artifacts = ARTIFACTS if corpus == "real" else ARTIFACTS / corpus
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", (report_dir / "report.md").read_text())
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    if corpus != "real":
+        assert {"evaluation_share_splits.png", "plot_kinds_by_votes_quartile.png"} <= set(linked)
+    artifacts.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -157,9 +162,9 @@ def test_html_report_renders_its_figures_in_chromium(report_dir):
             for (complete, w, h), name in zip(sizes, linked):
                 with Image.open(report_dir / name) as im:
                     assert complete and (w, h) == im.size, name
-            page.screenshot(path=str(ARTIFACTS / "report-full.png"), full_page=True)
+            page.screenshot(path=str(artifacts / "report-full.png"), full_page=True)
             for i, img in enumerate(page.query_selector_all("img")):
-                shot = ARTIFACTS / f"figure-{i}.png"
+                shot = artifacts / f"figure-{i}.png"
                 img.scroll_into_view_if_needed()
                 img.screenshot(path=str(shot))
                 with Image.open(shot) as im:
