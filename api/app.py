@@ -81,7 +81,8 @@ def create_app(settings: Settings | None = None, *, public: bool | None = None) 
         app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
         app.add_middleware(
             RateLimit, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst,
-            trust_proxy=settings.trust_proxy,
+            trust_proxy=settings.trust_proxy, image_rate=settings.image_rate_limit_per_second,
+            image_burst=settings.image_rate_limit_burst,
         )
         app.add_middleware(
             CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"], allow_headers=["Content-Type"],

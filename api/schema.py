@@ -18,13 +18,23 @@ from pathlib import Path
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
 from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from api import types as t
 from api.database import UserError
+from api.execution import FastExecutionContext
+from api.limits import ResultSizeLimiter
 from api.ids import db_id, parse_global_id
 from api.inputs import CellFilterInput, ImageFilterInput, NotebookFilterInput, OutputFilterInput
 from api.kaggle import KaggleQuery
@@ -256,11 +266,18 @@ def public_extensions(settings: Settings) -> list:
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth, should_ignore=_ignore_type_nesting),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: ResultSizeLimiter(max_nodes=settings.max_result_nodes, page_size=settings.max_page_size),
         lambda: PublicErrors(
             should_mask_error=lambda e: not _is_for_the_client(e),
             error_message="internal error (details are in the server's log)",
         ),
     ]
+
+
+def private_extensions() -> list:
+    # an analysis script sends the same few documents over and over (paging through a connection
+    # changes only the variables): parse and validate each once
+    return [lambda: ParserCache(maxsize=256), lambda: ValidationCache(maxsize=256)]
 
 
 class _Schema(strawberry.Schema):
@@ -283,8 +300,9 @@ def build_schema(*, public: bool, settings: Settings | None = None) -> strawberr
         query=query,
         mutation=mutation,
         types=[t.Notebook, t.Cell, t.Output, t.Image, t.Source],
-        extensions=public_extensions(settings) if public else [],
+        extensions=public_extensions(settings) if public else private_extensions(),
         config=StrawberryConfig(scalar_map=t.SCALARS),
+        execution_context_class=FastExecutionContext,
     )
 
 

@@ -50,8 +50,11 @@ class Settings(BaseSettings):
     max_query_depth: int = 10  # public
     max_aliases: int = 30  # public
     max_tokens: int = 2000  # public: lexical tokens of a GraphQL document
+    max_result_nodes: int = 20_000  # public: objects one query may return (page sizes multiplied)
     rate_limit_per_second: float = 5.0  # public: token bucket refill per client
     rate_limit_burst: int = 60  # public: token bucket size per client
+    image_rate_limit_per_second: float = 50.0  # public: images and thumbnails, a budget of their own
+    image_rate_limit_burst: int = 300  # public: a gallery page shows dozens of thumbnails at once
     trust_proxy: bool = False  # honour X-Forwarded-For (only behind a proxy that sets it)
     thumbnail_max_width: int = 1024
     export_statement_timeout_ms: int = 600_000  # public: an export is one long COPY

@@ -59,9 +59,9 @@ def http_options(url: str, **kwargs) -> httpx.Response:
     return httpx.options(url, timeout=TIMEOUT, **kwargs)
 
 
-def post(base: str, query: str, **kwargs) -> tuple[httpx.Response, float]:
+def post(base: str, query: str, variables: dict | None = None, **kwargs) -> tuple[httpx.Response, float]:
     start = time.perf_counter()
-    r = httpx.post(f"{base}/graphql", json={"query": query}, timeout=TIMEOUT, **kwargs)
+    r = httpx.post(f"{base}/graphql", json={"query": query, "variables": variables or {}}, timeout=TIMEOUT, **kwargs)
     return r, time.perf_counter() - start
 
 
@@ -88,6 +88,15 @@ ABUSE = {
     "nested first: 100000": (
         "{ notebooks(first: 1) { nodes { cells(first: 100000) { nodes { id } } } } }", "first must be between 1 and 100"
     ),
+    "first: 100 nested four times": (
+        "{ notebooks(first: 100) { nodes { cells(first: 100) { nodes { outputs { images { outputs(first: 100) { id } } } } } } } }",
+        "this server answers at most 20,000 per query",
+    ),
+    "big pages through variables and a fragment": (
+        "query($n: Int) { notebooks(first: $n) { nodes { ...C } } } "
+        "fragment C on Notebook { cells(first: 100) { nodes { outputs { dbId } } } }",
+        "this server answers at most 20,000 per query",
+    ),
     "repeated fields": ("{ stats { " + "cells " * 1900 + "} }", "too complex to validate"),
 }
 
@@ -95,13 +104,20 @@ ABUSE = {
 @pytest.mark.parametrize("name", list(ABUSE))
 def test_public_mode_refuses_abuse_quickly_and_clearly(public_url, name):
     query, message = ABUSE[name]
-    r, seconds = post(public_url, query)
+    r, seconds = post(public_url, query, {"n": 50} if "$n" in query else None)
     assert message in error_of(r)
     assert seconds < GENEROUS
     if name == "1 MB query":
         assert r.status_code == 413
     else:
         assert r.json().get("data") is None
+
+
+def test_a_full_page_of_full_pages_is_within_the_result_cap(public_url):
+    # 100 notebooks with 100 cells each: about 10,000 objects, what a researcher's script pages through
+    r, _ = post(public_url, "{ notebooks(first: 100) { nodes { sha256 cells(first: 100) { nodes { cellType } } } } }")
+    body = r.json()
+    assert "errors" not in body and len(body["data"]["notebooks"]["nodes"]) > 0
 
 
 def test_public_schema_has_no_mutation_type(public_url):

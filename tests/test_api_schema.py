@@ -139,6 +139,51 @@ def test_private_token(real_corpus_url, tmp_path):
     app.state.db.dispose()
 
 
+def test_private_token_lets_a_browser_in_through_a_cookie(real_corpus_url, tmp_path):
+    """The workbench's pages cannot send a bearer header: a login (form, or a ?token= link) sets an
+    HttpOnly cookie; writes with that cookie must come from this site's own pages."""
+    from api.guards import COOKIE, LOGIN_PATH
+
+    app = create_app(_settings(real_corpus_url, tmp_path, api_token="s3cret"), public=False)
+    html_accept = {"Accept": "text/html"}
+    q = {"query": "{ stats { notebooks } }"}
+    own_page = {"X-Requested-With": "nbatlas-workbench"}
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            page = await c.get("/", headers=html_accept)  # a browser without the cookie: the login form
+            assert page.status_code == 401 and f'action="{LOGIN_PATH}"' in page.text and "text/html" in page.headers["content-type"]
+            assert (await c.get("/?token=wrong", headers=html_accept)).status_code == 401
+            assert COOKIE not in c.cookies
+            # the form, posted from this site
+            bad = await c.post(LOGIN_PATH, data={"token": "nope", "next": "/"}, headers={"Origin": "http://test"})
+            assert bad.status_code == 401 and "wrong token" in bad.text
+            foreign = await c.post(LOGIN_PATH, data={"token": "s3cret"}, headers={"Origin": "http://evil.example"})
+            assert foreign.status_code == 403 and COOKIE not in c.cookies
+            ok = await c.post(LOGIN_PATH, data={"token": "s3cret", "next": "//evil.example/x"},
+                              headers={"Origin": "http://test"})
+            assert ok.status_code == 303 and ok.headers["location"] == "/"  # never off-site
+            set_cookie = ok.headers["set-cookie"]
+            assert "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie and "s3cret" not in set_cookie
+            gallery = await c.get("/", headers=html_accept)
+            assert gallery.status_code == 200 and "text/html" in gallery.headers["content-type"]
+            assert (await c.post("/graphql", json=q, headers=own_page)).json()["data"]["stats"]["notebooks"] > 0
+            # a write with the cookie alone (another site's form or fetch) is refused
+            assert (await c.post("/graphql", json=q, headers={"Origin": "http://evil.example"})).status_code == 401
+            assert (await c.post("/graphql", json=q)).status_code == 401
+            c.cookies.clear()
+            # a ?token= link: the cookie, then the same page without the token in its address
+            link = await c.get("/?token=s3cret&page=2", headers=html_accept)
+            assert link.status_code == 303 and link.headers["location"] == "/?page=2"
+            assert (await c.get("/", headers=html_accept)).status_code == 200
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            c.cookies.set(COOKIE, "s3cret")  # the token itself is not a valid cookie
+            assert (await c.get("/", headers=html_accept)).status_code == 401
+
+    asyncio.run(go())
+    app.state.db.dispose()
+
+
 def test_delete_notebooks_mutation_on_its_own_database(fresh_database, tmp_path):
     from sqlalchemy import create_engine
     from sqlmodel import Session
@@ -184,6 +229,32 @@ def test_rate_limit_token_bucket_and_proxy_trust():
     for name in "abc":
         small.take(name, now=0.0)
     assert list(small.buckets) == ["b", "c"]
+
+
+def test_images_and_static_files_have_their_own_rate_budget():
+    """A workbench gallery page asks for dozens of thumbnails at once: they must not use up the
+    queries' budget, and they have a (larger) budget of their own."""
+    from api.guards import RateLimit
+
+    async def ok_app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    limiter = RateLimit(ok_app, rate=0.01, burst=5, trust_proxy=False, image_rate=0.01, image_burst=60)
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=limiter), base_url="http://test") as c:
+            images = [(await c.get(f"/images/{i:064x}?width=256")).status_code for i in range(52)]
+            assert images == [200] * 52
+            assert (await c.get("/static/workbench/app.css")).status_code == 200
+            queries = [(await c.post("/graphql", json={})).status_code for _ in range(6)]
+            assert queries == [200] * 5 + [429]
+            more = [(await c.get(f"/images/{i:064x}")).status_code for i in range(8)]
+            assert more.count(429) >= 1  # the images' own budget runs out too
+            limited = await c.get(f"/images/{0:064x}")
+            assert limited.status_code == 429 and "image" in limited.json()["error"]
+
+    asyncio.run(go())
 
 
 def test_filters_from_query_parameters():

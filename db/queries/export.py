@@ -1,16 +1,15 @@
 """Bulk export of a whole table (or a filtered part of it) as Parquet record batches or NDJSON lines.
 
-GraphQL is the wrong tool for a million rows. Export has PostgreSQL write each row as JSON
-(``row_to_json``) and streams it out with ``COPY ... TO STDOUT``: memory stays flat whatever the size,
-and Python does nothing per row. NDJSON is those lines as they come; Parquet is them parsed by
-Arrow's JSON reader into typed columns. JSON columns (metadata, output data) are JSON text in
-Parquet, where a column needs one type, and nested JSON in NDJSON. Lists (mime types, tracebacks,
-image hashes) are Parquet lists.
+GraphQL is the wrong tool for a million rows. Both formats stream ``COPY ... TO STDOUT``, so memory
+stays flat whatever the size and Python does nothing per row. NDJSON: PostgreSQL writes each row as
+JSON (``row_to_json``) and the lines go out as they come. Parquet: the ADBC PostgreSQL driver reads
+``COPY ... (FORMAT binary)`` straight into Arrow columns, which pyarrow writes. JSON columns
+(metadata, output data) are JSON text in Parquet, where a column needs one type, and nested JSON in
+NDJSON. Lists (mime types, tracebacks, image hashes) are Parquet lists.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,36 +183,22 @@ def export_select(table: str, filter: Any = None, *, fmt: str = "ndjson", with_d
     """The rows of an export, in key order, shaped for one way of reading them.
 
     * ``ndjson``: one JSON text per row (``row_to_json``): JSON columns nested, bytes in base64.
-    * ``csv``: for Parquet through Arrow's CSV reader: JSON columns as JSON text (a Parquet column
-      has one type), timestamps in ISO 8601, and the list columns together in one last column
-      ``_lists``, a JSON object per row ending in a newline (Arrow's JSON reader makes the lists).
-    * ``columns``: the plain columns (bytes included), for fetching and for the benchmark's baseline.
+    * ``columns``: the plain columns (bytes, lists and JSON as they are), for Parquet through ADBC
+      and for the benchmark's baseline.
     """
     spec = TABLES[table]
     if filter is not None and not isinstance(filter, spec.filter_class):
         raise TypeError(f"{table} takes a {spec.filter_class.__name__}, not {type(filter).__name__}")
-    if fmt not in ("ndjson", "csv", "columns"):
+    if fmt not in ("ndjson", "columns"):
         raise ValueError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     conds: list[ColumnElement[bool]] = filter.where() if filter is not None else []
-    columns = _columns(spec, with_data)
     exprs = []
-    lists = []
-    for c in columns:
-        if fmt == "csv" and c.arrow == "strings":
-            lists.append(c)
-        elif fmt == "csv" and c.json:
-            exprs.append(cast(c.sql, Text).label(c.name))
-        elif fmt == "csv" and c.arrow == "timestamp":
-            utc = func.timezone(literal_column("'UTC'"), c.sql)
-            exprs.append(func.to_char(utc, literal_column("'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'")).label(c.name))
-        elif fmt == "ndjson" and c.arrow == "binary":  # JSON has no bytes: base64 on one line
+    for c in _columns(spec, with_data):
+        if fmt == "ndjson" and c.arrow == "binary":  # JSON has no bytes: base64 on one line
             b64 = func.encode(c.sql, literal_column("'base64'"))
             exprs.append(func.translate(b64, literal_column("E'\\n'"), "").label(c.name))
         else:
             exprs.append(c.sql.label(c.name))
-    if lists:
-        pairs = [x for c in lists for x in (literal_column(f"'{c.name}'"), c.sql)]
-        exprs.append((cast(func.json_build_object(*pairs), Text) + literal_column("E'\\n'")).label("_lists"))
     rows = select(*exprs).select_from(spec.table).where(*conds).order_by(spec.key)
     if fmt != "ndjson":
         return rows
@@ -235,8 +220,8 @@ def _copy_blocks(session: Session, stmt: Select, options: str = "") -> Iterator[
         with dbapi.cursor() as cursor, cursor.copy(sql, params) as copy:
             pending: list[bytes] = []
             size = 0
-            for block in copy:  # PostgreSQL's blocks are small: hand them on ~1 MB at a time
-                pending.append(bytes(block))
+            for block in copy:  # PostgreSQL's blocks are small (a row each): hand them on ~1 MB at a time
+                pending.append(block)  # a fresh buffer per block: the join below is its only copy
                 size += len(block)
                 if size >= 1 << 20:
                     yield b"".join(pending)
@@ -247,54 +232,20 @@ def _copy_blocks(session: Session, stmt: Select, options: str = "") -> Iterator[
     yield from _read_ahead(read(), depth=4)
 
 
-def _copy_lines(session: Session, stmt: Select, chunk_bytes: int) -> Iterator[bytes]:
-    """COPY of a one-text-column SELECT, in chunks of whole lines of about ``chunk_bytes``. The text
-    format doubles every backslash (and would escape control characters, which JSON text never
-    holds raw): undoing that is one ``bytes.replace`` per chunk."""
-    pending: list[bytes] = []
-    size = 0
-    for block in _copy_blocks(session, stmt):
-        pending.append(block)
-        size += len(block)
-        if size >= chunk_bytes:
-            data = b"".join(pending)
-            cut = data.rfind(b"\n") + 1
-            if cut:
-                yield data[:cut].replace(b"\\\\", b"\\")
-                pending, size = [data[cut:]], len(data) - cut
-    data = b"".join(pending)
-    if data:
-        yield data.replace(b"\\\\", b"\\")
+# CSV with a quote and a delimiter that JSON text never holds raw (it writes control characters as
+# \u escapes, newlines included): COPY then writes each JSON line exactly as PostgreSQL made it,
+# where the text format would double every backslash for us to undo
+RAW_QUOTE, RAW_DELIMITER = "\x01", "\x02"
+RAW_CSV = "WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
 
 
-def _csv_chunks(blocks: Iterator[bytes], chunk_bytes: int) -> Iterator[bytes]:
-    """CSV blocks regrouped into chunks of whole rows. A newline ends a row when an even number of
-    quote characters precede it (CSV doubles quotes inside quoted values, so parity says whether
-    we are inside one); each stretch of the chunk is counted once."""
-    pending: list[bytes] = []
-    size = 0
-    for block in blocks:
-        pending.append(block)
-        size += len(block)
-        if size < chunk_bytes:
-            continue
-        data = b"".join(pending)
-        quotes = data.count(b'"')
-        end, after = len(data), 0
-        while True:
-            pos = data.rfind(b"\n", 0, end)
-            if pos < 0:
-                pending, size = [data], len(data)  # one row longer than the chunk: read on
-                break
-            after += data.count(b'"', pos + 1, end)
-            if (quotes - after) % 2 == 0:
-                yield data[: pos + 1]
-                pending, size = [data[pos + 1 :]], len(data) - pos - 1
-                break
-            end = pos
-    data = b"".join(pending)
-    if data:
-        yield data
+def _copy_lines(session: Session, stmt: Select) -> Iterator[bytes]:
+    """COPY of a one-column SELECT of JSON text: the lines as PostgreSQL wrote them, ~1 MB at a time
+    (a chunk may end inside a line: the bytes are what count)."""
+    for block in _copy_blocks(session, stmt, RAW_CSV):
+        if RAW_QUOTE.encode() in block:  # never, for JSON text: a quoted value would corrupt the stream
+            raise RuntimeError("export: a JSON line came out of COPY quoted; this is a bug in nbatlas")
+        yield block
 
 
 def _read_ahead(chunks: Iterator[bytes], depth: int) -> Iterator[bytes]:
@@ -339,72 +290,66 @@ def _read_ahead(chunks: Iterator[bytes], depth: int) -> Iterator[bytes]:
         thread.join()
 
 
-def _python_batches(session: Session, stmt: Select, schema, batch_rows: int) -> Iterator:
-    """Record batches built from fetched rows: for bytes columns, which JSON cannot carry."""
-    import pyarrow as pa
+def _adbc_connection(session: Session):
+    """An ADBC connection as the session's: same server, role and database, and the session's
+    statement timeout and read-only-ness (public mode) as startup options."""
+    import adbc_driver_postgresql.dbapi as adbc
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    result = session.execute(stmt, execution_options={"stream_results": True, "yield_per": batch_rows})
-    try:
-        for rows in result.partitions(batch_rows):
-            columns = list(zip(*rows))
-            yield pa.RecordBatch.from_arrays(
-                [pa.array(col, type=field.type) for col, field in zip(columns, schema)], schema=schema
-            )
-    finally:
-        result.close()
+    dbapi = session.connection().connection.dbapi_connection
+    timeout, read_only = session.execute(
+        select(func.current_setting("statement_timeout"), func.current_setting("transaction_read_only"))
+    ).one()
+    params = conninfo_to_dict(dbapi.info.dsn)
+    if dbapi.info.password:
+        params["password"] = dbapi.info.password
+    options = f"-c statement_timeout={timeout}" + (" -c default_transaction_read_only=on" if read_only == "on" else "")
+    params["options"] = options
+    return adbc.connect(make_conninfo(**params), autocommit=True)
+
+
+def _literal_sql(session: Session, stmt: Select) -> str:
+    """``stmt`` with its parameters merged in, quoted by psycopg (ADBC's COPY takes none)."""
+    import psycopg
+
+    connection = session.connection()
+    compiled = stmt.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    return psycopg.ClientCursor(connection.connection.dbapi_connection).mogrify(str(compiled), compiled.params)
 
 
 def record_batches(*, session: Session, table: str, filter: Any = None, with_data: bool = False) -> Iterator:
     """The export as Arrow record batches (none when nothing matches).
 
-    PostgreSQL writes the rows as CSV, COPY streams it, Arrow's CSV reader (C++, threaded) types the
-    columns as they come and its JSON reader builds the lists: next to nothing per row in Python.
-    Bytes (images ``with_data``) cannot travel in CSV: those rows are fetched."""
+    The ADBC PostgreSQL driver runs the SELECT as ``COPY ... TO STDOUT (FORMAT binary)`` and decodes
+    it into Arrow columns in C++: typed columns, lists as lists, bytes as bytes, and nothing per row
+    in Python. JSON columns arrive as Arrow's JSON extension type and are stored as their text."""
     import pyarrow as pa
-    import pyarrow.csv as pc
-    import pyarrow.json as pj
 
     schema = arrow_schema(table, with_data=with_data)
-    if any(pa.types.is_binary(f.type) for f in schema):
-        yield from _python_batches(session, export_select(table, filter, fmt="columns", with_data=with_data), schema, 2000)
-        return
-    scalars = [f for f in schema if not pa.types.is_list(f.type)]
-    lists = pa.schema([f for f in schema if pa.types.is_list(f.type)])
-    names = [f.name for f in scalars] + (["_lists"] if len(lists) else [])
-    types = {f.name: f.type for f in scalars} | ({"_lists": pa.string()} if len(lists) else {})
-    read = pc.ReadOptions(column_names=names, block_size=1 << 20)
-    parse = pc.ParseOptions(newlines_in_values=True)
-    # CSV writes NULL unquoted and empty text quoted: "" stays a string, nothing else is null
-    convert = pc.ConvertOptions(column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False)
-    blocks = _copy_blocks(session, export_select(table, filter, fmt="csv"), "WITH (FORMAT csv)")
-    try:
-        for chunk in _csv_chunks(blocks, 4 << 20):
-            try:
-                rows = pc.read_csv(pa.BufferReader(chunk), read_options=read, parse_options=parse, convert_options=convert)
-            except pa.ArrowInvalid:  # a row longer than Arrow's block (a big HTML table): one block
-                whole = pc.ReadOptions(column_names=names, block_size=len(chunk) + 1)
-                rows = pc.read_csv(pa.BufferReader(chunk), read_options=whole, parse_options=parse, convert_options=convert)
-            columns = {name: rows.column(name).combine_chunks() for name in names}
-            if len(lists):
-                # every _lists value ends in a newline: their concatenation is NDJSON, zero copies
-                text = columns.pop("_lists")
-                offsets = pa.Array.from_buffers(pa.int32(), len(text) + 1, [None, text.buffers()[1]], offset=text.offset)
-                data = text.buffers()[2][offsets[0].as_py():offsets[-1].as_py()]
-                parsed = pj.read_json(
-                    pa.BufferReader(data), read_options=pj.ReadOptions(block_size=max(1 << 20, len(data) + 1)),
-                    parse_options=pj.ParseOptions(explicit_schema=lists),
-                )
-                columns.update({f.name: parsed.column(f.name).combine_chunks() for f in lists})
-            yield pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
-    finally:
-        blocks.close()
+    sql = _literal_sql(session, export_select(table, filter, fmt="columns", with_data=with_data))
+    with _adbc_connection(session) as conn, conn.cursor() as cursor:
+        cursor.execute(sql)
+        reader = cursor.fetch_record_batch()
+        try:
+            for batch in reader:
+                if batch.num_rows == 0:
+                    continue
+                columns = []
+                for field in schema:
+                    column = batch.column(field.name)
+                    if isinstance(column.type, pa.ExtensionType):  # arrow.json: the JSON text
+                        column = column.storage
+                    columns.append(column if column.type == field.type else column.cast(field.type))
+                yield pa.RecordBatch.from_arrays(columns, schema=schema)
+        finally:
+            reader.close()
 
 
 def ndjson_chunks(
-    *, session: Session, table: str, filter: Any = None, with_data: bool = False, chunk_bytes: int = 1 << 20
+    *, session: Session, table: str, filter: Any = None, with_data: bool = False
 ) -> Iterator[bytes]:
-    """The export as NDJSON, one object per line, in chunks of whole lines."""
-    yield from _copy_lines(session, export_select(table, filter, fmt="ndjson", with_data=with_data), chunk_bytes)
+    """The export as NDJSON, one object per line, in chunks of about 1 MB (not cut at line ends)."""
+    yield from _copy_lines(session, export_select(table, filter, fmt="ndjson", with_data=with_data))
 
 
 # columns with few distinct values: dictionary-encoded. Elsewhere (sources, output data) building
