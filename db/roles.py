@@ -15,7 +15,6 @@ default to read-only transactions, so even a grant given by mistake later cannot
 from __future__ import annotations
 
 import logging
-import os
 import re
 
 from sqlalchemy import text
@@ -30,11 +29,14 @@ log = logging.getLogger(__name__)
 
 
 def public_role_from_env() -> tuple[str, str | None]:
-    """(role name, password or None) from the environment, the name checked."""
-    name = os.environ.get(ROLE_ENV, "").strip() or DEFAULT_ROLE
+    """(role name, password or None) from the settings (NBATLAS_PUBLIC_ROLE[_PASSWORD]), the name checked."""
+    from db.settings import Settings
+
+    settings = Settings()
+    name = settings.public_role.strip() or DEFAULT_ROLE
     if not _NAME.match(name):
         raise ValueError(f"{ROLE_ENV}={name!r}: a role name is lower-case letters, digits and _ (at most 63)")
-    return name, os.environ.get(PASSWORD_ENV) or None
+    return name, settings.public_role_password or None
 
 
 def _run(conn: Connection, statement) -> None:

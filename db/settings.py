@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = 2000
     max_page_size: int = 100
     readonly_database_url: str | None = None
+    # The public API's own SELECT-only role, created by migration 0009 (db/roles.py); without a
+    # password it cannot log in (a deployment sets one and uses it in the public service's URL).
+    public_role: str = "nbatlas_public"
+    public_role_password: str | None = None
     private_max_page_size: int = 1000  # the owner's own server: bigger pages, no other limits
     max_query_bytes: int = 32 * 1024  # public: GraphQL document size
     max_request_bytes: int = 256 * 1024  # public: request body size
