@@ -708,17 +708,24 @@ class RowBuilder:
                 self.output_images.append((index, mime, sha, codec.LAYOUT_ONE_LINE))
                 del kept[mime]
                 continue
-            layout = None
-            try:  # the usual case, one line of canonical base64, known without encoding the image again
-                blob = binascii.a2b_base64(value, strict_mode=True)
-                if _one_line_b64(value, blob):
-                    layout = codec.LAYOUT_ONE_LINE
+            layout: str | None = codec.LAYOUT_RAW  # until known
+            try:
+                # the usual cases, one line of canonical base64 (with a final newline or not), are
+                # recognised without encoding the image again
+                nl = value.endswith("\n")
+                body = value[:-1] if nl else value
+                blob = binascii.a2b_base64(body, strict_mode=True)
+                if _one_line_b64(body, blob):
+                    layout = codec.LAYOUT_ONE_LINE_NL if nl else codec.LAYOUT_ONE_LINE
+                else:
+                    layout = codec.b64_layout_of(value, blob)
             except (binascii.Error, ValueError):
                 try:
                     blob = binascii.a2b_base64(value)
                 except (binascii.Error, ValueError) as exc:
                     self.image_notes.append(f"{where}: {mime} is not valid base64 ({exc}); kept as text")
                     continue
+                layout = codec.b64_layout_of(value, blob)
             if not blob:
                 self.image_notes.append(f"{where}: {mime} is empty; kept as text")
                 continue
@@ -733,8 +740,6 @@ class RowBuilder:
             if width is None:
                 self.image_notes.append(f"{where}: {mime} could not be read as an image; stored without width/height")
             sha = hashlib.sha256(blob).hexdigest()
-            if layout is None:
-                layout = codec.b64_layout_of(value, blob)
             self.images.setdefault(sha, (sha, mime, blob, None, len(blob), width, height))
             self.output_images.append((index, mime, sha, layout))
             if layout != codec.LAYOUT_RAW:

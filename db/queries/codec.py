@@ -10,7 +10,8 @@ both sides share one definition. Three things make the mapping lossless:
   not with ``null``).
 * **Images.** PNG/JPEG/GIF base64 strings are decoded and stored once per distinct blob in ``image``;
   ``output_image.b64_layout`` says how the string was written (``None``: one line as
-  ``base64.b64encode`` writes it; ``'lines76'``: ``base64.encodebytes``' 76-column lines). A string
+  ``base64.b64encode`` writes it; ``'one_line_nl'``: the same and a final newline, as Jupyter writes
+  many PNGs; ``'lines76'``: ``base64.encodebytes``' 76-column lines). A string
   written any other way gets layout ``'raw'`` and is also kept verbatim in ``output.data``. SVG is kept
   as text (``image.svg``).
 * **Characters PostgreSQL cannot store.** ``text`` and ``jsonb`` reject NUL (``\\u0000``) and lone
@@ -33,6 +34,7 @@ SVG_MIME = "image/svg+xml"
 IMAGE_MIMES = (*RASTER_MIMES, SVG_MIME)
 
 LAYOUT_ONE_LINE = None
+LAYOUT_ONE_LINE_NL = "one_line_nl"
 LAYOUT_LINES76 = "lines76"
 LAYOUT_RAW = "raw"
 
@@ -95,6 +97,8 @@ def _lines76(one_line: str) -> str:
 
 def encode_b64(data: bytes, layout: str | None) -> str:
     one_line = binascii.b2a_base64(data, newline=False).decode("ascii")
+    if layout == LAYOUT_ONE_LINE_NL:
+        return one_line + "\n"
     return _lines76(one_line) if layout == LAYOUT_LINES76 else one_line
 
 
@@ -103,6 +107,8 @@ def b64_layout_of(text: str, data: bytes) -> str | None:
     one_line = binascii.b2a_base64(data, newline=False).decode("ascii")
     if "\n" not in text:
         return LAYOUT_ONE_LINE if one_line == text else LAYOUT_RAW
+    if len(text) == len(one_line) + 1 and text[-1] == "\n" and text.startswith(one_line):
+        return LAYOUT_ONE_LINE_NL
     # lines76 without building it: the right length, a newline at every 77th place and at the end,
     # and the same characters once the newlines are gone (then there is no other newline)
     n = len(one_line)
