@@ -44,7 +44,7 @@ THUMB_WIDTH = 256  # one of the widths a public server keeps thumbnails at
 _NB = "fragment NB on Notebook { dbId sha256 sources { kind location member } kaggle { title ref author votes } }"
 _CELL = "fragment C on SimilarCell { distance cell { dbId position cellType source } notebook { ...NB } }"
 _IMAGE = ("fragment I on SimilarImage { distance image { sha256 mime width height plotKinds "
-          "plots(first: 3) { plotKinds stage contextBefore cell { position } notebook { ...NB } } } }")
+          "outputs(first: 5) { cell { position } notebook { ...NB } } } }")
 _FIELD = {"code": ("similarCells", "code", "C"), "text": ("similarText", "text", "C"), "image": ("similarImages", "image", "I")}
 
 _RECORD = """query($sha: String!) {
@@ -223,13 +223,11 @@ def _hits(space: str, answer: list[dict], own_id: int | None) -> list[Hit]:
     hits = []
     for a in answer:
         if space == "image":
-            others = [p for p in a["image"]["plots"] if p["notebook"]["dbId"] != own_id]
-            if not others and a["image"]["plots"]:
-                continue
-            notebook = others[0]["notebook"] if others else None
-            if notebook is None:
-                continue
-            hits.append(Hit(distance=a["distance"], notebook=notebook, image={**a["image"], "plots": others}))
+            # where the picture is shown, our own notebook left out (the same plot elsewhere stays)
+            others = [o for o in a["image"]["outputs"] if o["notebook"]["dbId"] != own_id]
+            if others:
+                hits.append(Hit(distance=a["distance"], notebook=others[0]["notebook"],
+                                image={**a["image"], "outputs": others}))
         else:
             if a["notebook"]["dbId"] == own_id:
                 continue
@@ -243,7 +241,7 @@ def _rank_notebooks(ins: Inspection, api: NbatlasClient, own_id: int | None, top
     for space, by_item in (("code", ins.code), ("text", ins.text), ("image", ins.plots)):
         for key, hits in by_item.items():
             for hit in hits:
-                notebooks = [p["notebook"] for p in hit.image["plots"]] if hit.image else [hit.notebook]
+                notebooks = [o["notebook"] for o in hit.image["outputs"]] if hit.image else [hit.notebook]
                 for nb in notebooks:
                     if nb["dbId"] == own_id:
                         continue
@@ -413,9 +411,9 @@ def render_terminal(ins: Inspection, console) -> None:
         fig = local["figures"][index]
         console.print(f"[bold]figure {index + 1}[/] ({escape(', '.join(fig['plot_kinds']) or 'unknown kind')}, cell {fig['cell_position']}):")
         for hit in hits:
-            plot = hit.image["plots"][0] if hit.image["plots"] else {}
+            plot = hit.image["outputs"][0]
             console.print(f"  {hit.distance:.3f}  {escape(', '.join(hit.image['plotKinds']) or 'unknown kind')} in "
-                          f"{escape(notebook_label(hit.notebook))} (cell {(plot.get('cell') or {}).get('position')})")
+                          f"{escape(notebook_label(hit.notebook))} (cell {plot['cell']['position']})")
         if not hits:
             console.print("  (no neighbour)")
 
@@ -594,13 +592,13 @@ def render_html(ins: Inspection) -> str:
         add(f"<h3>figure {index + 1}: {_e(', '.join(fig['plot_kinds']) or 'unknown kind')} (cell {fig['cell_position']})</h3>"
             "<div class='neighbours'>")
         for hit in hits:
-            plot = hit.image["plots"][0] if hit.image["plots"] else {}
+            plot = hit.image["outputs"][0]
             # a server sends an SVG as it is, every other picture as a PNG thumbnail
             mime = "image/svg+xml" if hit.image["mime"] == "image/svg+xml" else "image/png"
             uri = _data_uri(mime, hit.thumbnail) if hit.thumbnail else None
             picture = f"<img alt='similar plot' src='{uri}'>" if uri else "<em>(no thumbnail)</em>"
             add(f"<figure>{picture}<figcaption>{hit.distance:.3f} · {_e(', '.join(hit.image['plotKinds']) or 'unknown kind')}"
-                f"<br>{_e(notebook_label(hit.notebook))}, cell {_e((plot.get('cell') or {}).get('position'))}"
+                f"<br>{_e(notebook_label(hit.notebook))}, cell {plot['cell']['position']}"
                 f"</figcaption></figure>")
         if not hits:
             add("<p>(no neighbour)</p>")

@@ -3,7 +3,7 @@ in the terminal and as HTML, every section present and its facts equal to the da
 
 The corpus here is the Carl-McBride-Ellis notebooks of ../shared/corpus/real minus one (HELD_OUT),
 ingested, embedded with the default models and one of them (IN_CORPUS) reproduced by the real
-reproduce job with the local backend (it stops at `import seaborn`, which this machine lacks).
+reproduce job with the local backend (here it stops at `import seaborn`: a missing module).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 import re
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -61,21 +60,15 @@ def corpus(server_url, tmp_path_factory):
                                       limits={}, data_dir=None, selection={}, n_notebooks=1)
         session.commit()
     status = reproduce_one(WorkerDeps(engine=engine, trust_notebooks=True), request_id=request_id, notebook_id=notebook_id)
-    assert status == "error"  # seaborn is not installed here: a missing module, recorded as such
+    assert status in ("ok", "error")
     yield url, home, engine
     engine.dispose()
     _drop_database(server_url, name)
 
 
 @pytest.fixture(scope="module")
-def api_url(corpus):
-    url, home, _ = corpus
-    with serve(url, home) as base:
-        yield base
-
-
-@pytest.fixture(scope="module")
 def public_url(corpus):
+    """A public read-only server on the corpus: what inspect asks keeps within its alias, token and body limits."""
     url, home, _ = corpus
     with serve(url, home.parent / "public-home", "--public") as base:
         yield base
@@ -86,9 +79,9 @@ def rows(engine, sql: str, **params) -> list[tuple]:
         return [tuple(r) for r in conn.execute(text(sql), params)]
 
 
-def inspect_cli(corpus, *args: str) -> subprocess.CompletedProcess:
+def inspect_cli(corpus, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     url, home, _ = corpus
-    env = {**cli_env(url, home), "COLUMNS": "220", "NO_COLOR": "1"}
+    env = {**cli_env(url, home), "COLUMNS": "220", "NO_COLOR": "1", **(env or {})}
     return subprocess.run([NBATLAS, "inspect", *args], env=env, capture_output=True, text=True, timeout=TIMEOUT * 2)
 
 
@@ -98,9 +91,9 @@ def section_texts(out: str) -> dict[str, str]:
     return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
 
 
-def test_terminal_in_the_corpus(corpus, api_url):
+def test_terminal_in_the_corpus(corpus, public_url):
     _, _, engine = corpus
-    done = inspect_cli(corpus, str(IN_CORPUS), "--server", api_url)
+    done = inspect_cli(corpus, str(IN_CORPUS), "--server", public_url)
     assert done.returncode == 0, done.stderr
     sections = section_texts(done.stdout)
     assert list(sections) == list(SECTIONS)
@@ -135,15 +128,18 @@ def test_terminal_in_the_corpus(corpus, api_url):
     assert re.search(r"^\s*0\.\d{3}\s+\d+: ", sections["Similar code"], re.M)
 
     (run_id, failure, detail) = rows(engine, "SELECT id, failure_class, failure_detail FROM run WHERE notebook_id = :n", n=nid)[0]
-    assert (failure, detail) == ("missing_module", "seaborn")
-    assert f"run {run_id} (local" in sections["Reproducibility"] and "missing_module (seaborn)" in sections["Reproducibility"]
+    assert f"run {run_id} (local" in sections["Reproducibility"]
+    if failure is not None:  # here: seaborn is not installed, a missing module
+        assert f"{failure} ({detail})" in sections["Reproducibility"]
+    else:
+        assert "ran without error" in sections["Reproducibility"]
 
 
-def test_terminal_not_in_the_corpus(corpus, api_url):
+def test_terminal_not_in_the_corpus(corpus, public_url):
     _, _, engine = corpus
     sha = hashlib.sha256(HELD_OUT.read_bytes()).hexdigest()
     assert rows(engine, "SELECT count(*) FROM notebook WHERE sha256 = :s", s=sha) == [(0,)]
-    done = inspect_cli(corpus, str(HELD_OUT), "--server", api_url)
+    done = inspect_cli(corpus, str(HELD_OUT), "--server", public_url)
     assert done.returncode == 0, done.stderr
     sections = section_texts(done.stdout)
     assert list(sections) == list(SECTIONS)
@@ -158,6 +154,19 @@ def test_terminal_not_in_the_corpus(corpus, api_url):
     assert "Not in the corpus, so it has no reproduction record" in sections["Reproducibility"]
 
 
+def test_a_space_the_server_cannot_search_is_said_in_its_section(corpus):
+    """The (private) server is configured with an image model the corpus has no vectors from: the plots
+    are not searched and the sections say why; code and text still are."""
+    done = inspect_cli(corpus, str(HELD_OUT), env={"NBATLAS_EMBED_IMAGE_MODEL": "plot-descriptor-v9"})
+    assert done.returncode == 0, done.stderr
+    sections = section_texts(done.stdout)
+    assert list(sections) == list(SECTIONS)
+    assert "image: this corpus has no image vectors from model 'plot-descriptor-v9'" in sections["Similar plots"]
+    assert "No plot of this notebook could be searched" in sections["Similar plots"]
+    assert re.search(r"^\s*0\.\d{3}\s+\S", sections["Similar notebooks"], re.M)
+    assert re.search(r"^\s*0\.\d{3}\s+\d+: ", sections["Similar code"], re.M)
+
+
 def _data_images(page: str) -> list[tuple[str, bytes]]:
     return [(mime, base64.b64decode(data)) for mime, data in re.findall(r"src='data:([\w/+.-]+);base64,([^']+)'", page)]
 
@@ -165,8 +174,7 @@ def _data_images(page: str) -> list[tuple[str, bytes]]:
 @pytest.mark.parametrize("notebook, server", [(IN_CORPUS, None), (HELD_OUT, "public_url")],
                          ids=["in-corpus-own-server", "not-in-corpus-public-server"])
 def test_html_page(corpus, notebook, server, request, tmp_path):
-    """Without --server the command starts (and stops) a private API on the configured database. The public
-    read-only server answers the same searches: they keep within its alias, token and body limits."""
+    """Without --server the command starts (and stops) a private API on the configured database."""
     _, _, engine = corpus
     out = tmp_path / "page.html"
     where = ["--server", request.getfixturevalue(server)] if server else []
@@ -189,12 +197,14 @@ def test_html_page(corpus, notebook, server, request, tmp_path):
     for _, data in thumbs:
         img = Image.open(io.BytesIO(data))
         assert img.width <= 256 and img.height > 10
-    (n_runs,) = rows(engine, "SELECT count(*) FROM run r JOIN notebook n ON n.id = r.notebook_id WHERE n.sha256 = :s",
-                     s=hashlib.sha256(notebook.read_bytes()).hexdigest())[0]
-    assert ("missing_module (seaborn)" in page) == (n_runs == 1)
+    (n_runs, run_id, status) = rows(engine, "SELECT count(*), min(r.id), min(r.status) FROM run r JOIN notebook n "
+                                    "ON n.id = r.notebook_id WHERE n.sha256 = :s",
+                                    s=hashlib.sha256(notebook.read_bytes()).hexdigest())[0]
+    assert (f"<tr><td>{run_id}</td><td>{status}</td><td>local</td>" in page) == (n_runs == 1)
+    assert ("no reproduction record" in page) == (n_runs == 0)
 
 
-def test_notebook_text_cannot_inject_script(corpus, api_url, tmp_path):
+def test_notebook_text_cannot_inject_script(corpus, public_url, tmp_path):
     """Markdown around a plot, rendered in the page, keeps no script, handler or javascript: link."""
     nb = json.loads(HELD_OUT.read_text())
     plot_cell = next(i for i, c in enumerate(nb["cells"]) if any("image/png" in o.get("data", {}) for o in c.get("outputs", [])))
@@ -203,7 +213,7 @@ def test_notebook_text_cannot_inject_script(corpus, api_url, tmp_path):
     hostile = tmp_path / "hostile.ipynb"
     hostile.write_text(json.dumps(nb))
     out = tmp_path / "page.html"
-    done = inspect_cli(corpus, str(hostile), "--server", api_url, "--html", str(out))
+    done = inspect_cli(corpus, str(hostile), "--server", public_url, "--html", str(out))
     assert done.returncode == 0, done.stderr
     page = out.read_text()
     assert "<strong>bold</strong>" in page
