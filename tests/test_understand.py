@@ -311,3 +311,72 @@ def test_stage_of_real_snippet(source, stage):
                          "from sklearn.model_selection import RandomizedSearchCV\n")
     cell, _ = analyse(source, prelude=prelude, images=0)
     assert cell.stage == stage, cell.stage_evidence
+
+
+# ---- what the speed-ups must not change ---------------------------------------------------------
+
+# texts that match the rule expressions through each of their branches, and near misses
+QUICK_SAMPLES = (
+    "history.history['val_loss']", "plt.plot(epochs, train_acc)", "evals_result", "learning curve", "n_iteration",
+    "cost_history", "errors_", "fpr, tpr", "False Positive Rate", "Receiver Operating", "roc", "precision_recall_curve(y, p)",
+    "Recall vs Precision curve", "calibration_curve", "cm", "cm_norm", "conf_mat", "Confusion", "df.corr()", "np.corrcoef(x)",
+    "Correlation", "corr_", "isnull().sum()", "isna()", "Missing values", "null", "feature_importances_", "model.coef_",
+    "coefs", "mutual_info", "residuals", "stats.norm.pdf(x)", "gaussian_kde", "KDE", "Density", "WordCloud", "wc",
+    "word_cloud", "partial_dependence", "PDP", "value_counts()", "df.groupby('a').size()", "df.count()", "countplot",
+    "Score", "ACC", "y_pred", "predict_proba", "oof_preds", "MAE", "rmse", "AUC", "evaluate", "metrics", "results",
+    "Error", "f1", "RandomForestClassifier", "GradientBoostingRegressor", "SVC", "XGBClassifier", "LGBMRegressor",
+    "CatBoostClassifier", "GridSearchCV", "optuna.create_study", "hyperopt.fmin", "keras_tuner.Hyperband", "ray.tune.run",
+    "skopt.gp_minimize", "search.best_params_", "best_estimator_", "best_score_", "study.optimize", "df.describe()",
+    "sklearn.decomposition.PCA", "PolynomialFeatures", "TfidfVectorizer", "sklearn.feature_selection.SelectKBest",
+    "sklearn.manifold.TSNE", "FeatureHasher", "WordBatch", "Descriptors", "featuretools.dfs", "tsfresh.extract_features",
+    "sklearn.metrics.accuracy_score", "cross_val_score", "cross_validate", "sklearn.model_selection.learning_curve",
+    "model.evaluate", "classification_report", "model.score", "mean_squared_error", "roc_auc_score", "f1_score",
+    "shap.TreeExplainer", "shap.datasets.adult", "permutation_importance", "eli5.show_weights", "lime.lime_tabular",
+    "PartialDependenceDisplay", "plot_importance", "model.get_booster().get_score", "interpret.glassbox",
+    "sklearn.preprocessing.StandardScaler", "train_test_split", "keras.preprocessing.text", "pad_sequences",
+    "torchtext.data", "nltk.word_tokenize", "sklearn.utils.shuffle", "get_tokenizer", "transformers.AutoTokenizer",
+    "pandas.read_csv", "numpy.load", "polars.read_parquet", "datasets.load_dataset", "sklearn.datasets.load_iris",
+    "keras.datasets.mnist.load_data", "torchvision.datasets.MNIST", "tensorflow_datasets.load", "json.load",
+    "pickle.load", "joblib.load", "h5py.File", "scipy.io.loadmat", "seaborn.load_dataset", "kagglehub.dataset_download",
+    "cv2.imread", "PIL.Image.open", "imageio.imread", "pyarrow.parquet.read_table", "tifffile.imread", "glob.glob",
+    "os.listdir", "zipfile.ZipFile", "dask.dataframe.read_csv", "df.fillna(0)", "s.map({'a': 1})", "x.astype(int)",
+    "x.replace('a', 'b')", "LabelEncoder()", "enc.fit_transform(x)", "pd.to_numeric(x)", "np.where(x > 0, 1, 0)",
+    "importance", "plt.show()", "x = 1", "",
+)
+
+
+def test_quick_expressions_find_what_their_regular_expressions_find():
+    from ingest.understand import plots, stages
+    from ingest.understand.quick import Quick
+
+    quick = [v for m in (plots, stages) for v in vars(m).values() if isinstance(v, Quick)]
+    assert len(quick) >= 20
+    texts = [t for s in QUICK_SAMPLES for t in (s, s.upper(), s.lower(), f"x = {s} + 1", f"é {s}", s.replace("s", "ſ"))]
+    texts.append(" ".join(QUICK_SAMPLES))
+    for q in quick:
+        hits = 0
+        for text in texts:
+            want, got = q.pattern.search(text), q.search(text)
+            assert (want and (want.span(), want.group(0))) == (got and (got.span(), got.group(0))), (q, text)
+            hits += want is not None
+        assert hits, f"no sample exercises {q}"
+
+
+def test_generated_cell_is_analysed_from_its_beginning_and_its_rest_still_names_libraries():
+    rows = "".join(f"    df['f{i}'] = df['a'] * {i} + df['b'] ** 2 - np.log1p(df['c{i}'])\n" for i in range(900))
+    source = "def features(df):\n" + rows + "    import polars as pl\n    return pl.from_pandas(df)\n"
+    assert len(source) > 40_000
+    cell, _ = analyse(source, prelude="import numpy as np\n", images=0)
+    assert cell.parsed and cell.parse_error.startswith("analysed its first")
+    assert "numpy.log1p" in cell.call_names and "polars" in cell.libraries
+    assert any(i["module"] == "polars" for i in cell.imports)
+    assert cell.stage == "feature_engineering"
+
+
+def test_generated_cell_whose_beginning_does_not_parse_alone_is_analysed_whole():
+    # one giant literal: no line inside it starts a statement, so the whole cell is parsed
+    source = "data = [\n" + "".join(f"    {i},\n" for i in range(9000)) + "]\nplt.plot(data)\n"
+    assert len(source) > 40_000
+    cell, plots = analyse(source)
+    assert cell.parsed and cell.parse_error is None
+    assert "matplotlib.pyplot.plot" in cell.call_names and plots[0].plot_kinds == ["line"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import gc
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,12 +23,17 @@ from ingest.understand.ipython import parse_cell, parse_cell_with_text
 from ingest.understand.plots import KindEvidence, ends_figure, is_plot_call, kinds_for_calls, segments_of, starts_figure
 from ingest.understand.stages import StageResult, stage_of_code
 
-ANALYZER_VERSION = 1
+ANALYZER_VERSION = 2  # 2: cells over MAX_ANALYSED_CHARS are analysed from their beginning
 
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif", "image/webp")
 INTERACTIVE_PREFIXES = ("application/vnd.plotly.v1+json", "application/vnd.bokehjs_exec", "application/vnd.vegalite.",
                         "application/vnd.vega.", "text/vnd.plotly.v1+html")
 MAX_CALLS_STORED = 400  # a generated cell can call thousands of things; the first ones are enough
+# Past this many characters a cell is generated code (hand-written cells stay far below: 99.9% of the
+# real corpus's code cells are under 20,000): only its beginning, cut at a statement, is analysed.
+# Parsing alone costs about a millisecond per 1,000 characters, and the analysis of such a cell
+# already stops after its first MAX_CALLS_PER_CELL calls.
+MAX_ANALYSED_CHARS = 40_000
 
 
 def interactive_mime(mime: str) -> bool:
@@ -161,7 +167,7 @@ def _analyze_cells(cells: list[Any], language: str | None) -> NotebookFacts:
         cf.imports = [i.as_json() for i in imports]
         cf.calls = [c.as_json() for c in calls[:MAX_CALLS_STORED]]
         cf.call_names = sorted({c.name for c in calls if c.resolved and not c.name.startswith("<")})[:MAX_CALLS_STORED]
-        cf.libraries = _libraries(imports, calls, scope)
+        cf.libraries = _libraries(imports, calls, scope, visitor.tail_names if visitor else None)
         notebook_libraries.update(cf.libraries)
 
         # plot kinds: per figure segment, then matched to the figure outputs
@@ -219,7 +225,13 @@ def _analyze_cells(cells: list[Any], language: str | None) -> NotebookFacts:
 
 
 def _analyse_code(source: str, scope: Scope, cf: CellFacts) -> tuple[list[Call], list[Import], list, bool, CellVisitor | None]:
-    tree, error, used_ipython, text = parse_cell_with_text(source)
+    head = head_of(source, MAX_ANALYSED_CHARS) if len(source) > MAX_ANALYSED_CHARS else None
+    if head is not None:
+        tree, error, used_ipython, text = parse_cell_with_text(head)
+        if tree is None or error is not None:  # the cut fell inside a string or brackets: the whole cell, then
+            head = None
+    if head is None:
+        tree, error, used_ipython, text = parse_cell_with_text(source)
     cf.ipython_syntax = used_ipython and tree is not None
     if tree is None:
         repaired = repair_python2(source)
@@ -229,6 +241,10 @@ def _analyse_code(source: str, scope: Scope, cf: CellFacts) -> tuple[list[Call],
     if tree is not None and error is None:
         visitor = CellVisitor(scope, text)
         visitor.visit(tree)
+        if head is not None:
+            cf.parse_error = (f"analysed its first {head.count(chr(10))} of {source.count(chr(10)) + 1} lines "
+                              f"({len(head)} of {len(source)} characters: generated code)")
+            _scan_tail(source[len(head):], visitor)
         return visitor.calls, visitor.imports, visitor.assigned_columns, True, visitor
     cf.parsed = False
     cf.parse_error = error or "does not parse"
@@ -260,9 +276,62 @@ def _analyse_code(source: str, scope: Scope, cf: CellFacts) -> tuple[list[Call],
     return calls, imports, [], False, None
 
 
-def _libraries(imports: list[Import], calls: list[Call], scope: Scope) -> list[str]:
+_NAME_BEFORE_DOT = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\.")
+
+
+def _scan_tail(tail: str, visitor: CellVisitor) -> None:
+    """What the unanalysed rest of a long cell still tells cheaply: its imports (recorded, and in scope
+    for the following cells) and the libraries its names refer to (``pl.col`` -> polars)."""
+    for line in tail.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("import ", "from ")):
+            try:
+                visitor.visit(ast.parse(stripped))
+            except SyntaxError:
+                continue
+    visitor.tail_names = set(_NAME_BEFORE_DOT.findall(tail))
+
+
+_NOT_A_STATEMENT = tuple("#)]},.+-*/%&|^<>=!\"'\\@")
+
+
+def head_of(source: str, limit: int) -> str | None:
+    """The beginning of a long cell, at most ``limit`` characters, ending before a line that starts a
+    statement at the least indentation found in the second half of that beginning (so that the head
+    is a whole program: a run of top-level statements, or of statements of one function body).
+
+    None when no such line is found. The cut is a guess: the caller parses the head and falls back to
+    the whole cell when the guess lands inside brackets or a string.
+    """
+    end = source.rfind("\n", 0, limit)
+    if end <= 0:
+        return None
+    lines = source[: end + 1].splitlines(keepends=True)
+    best: tuple[int, int] | None = None
+    for i in range(len(lines) - 1, len(lines) // 2, -1):
+        line = lines[i]
+        stripped = line.lstrip()
+        if not stripped.strip() or stripped.startswith(_NOT_A_STATEMENT):
+            continue
+        before = lines[i - 1].rstrip()
+        if not before or before.endswith((":", "\\", ",", "(", "[", "{")) or before.lstrip().startswith("@"):
+            continue
+        indent = len(line) - len(stripped)
+        if best is None or indent < best[1]:
+            best = (i, indent)
+            if indent == 0:
+                break
+    if best is None:
+        return None
+    return "".join(lines[: best[0]])
+
+
+def _libraries(imports: list[Import], calls: list[Call], scope: Scope, tail_names: set[str] | None = None) -> list[str]:
     libs = {i.library for i in imports if i.module and not i.module.startswith(".") and i.library != "__future__"}
     module_roots = {v.split(".")[0] for v in scope.names.values()}
+    for name in tail_names or ():
+        if name in scope.names and name not in scope.functions:
+            libs.add(scope.names[name].split(".")[0])
     for call in calls:
         if not call.resolved or call.name.startswith("<"):
             continue

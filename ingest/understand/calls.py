@@ -82,7 +82,7 @@ def canonical(name: str) -> str:
     return name
 
 
-@dataclass
+@dataclass(slots=True, init=False)
 class Call:
     name: str  # resolved dotted name, e.g. matplotlib.pyplot.plot, or <unknown>.plot.hist
     text: str  # the callee as written, e.g. plt.plot
@@ -96,6 +96,22 @@ class Call:
     in_def: bool = False  # inside a def/class body of this cell (runs only when called)
     in_assign: bool = False  # its result is stored (``df = df.fillna(0)``), or it works in place
     shapes: tuple[str, ...] | None = field(default=None, repr=False, compare=False)  # memo of plots.shape_of
+    # the last part of the name (``plot`` of ``matplotlib.pyplot.plot``): every rule asks for it
+    last: str = field(default="", repr=False, compare=False)
+    _arg_text: str | None = field(default=None, repr=False, compare=False)
+
+    def __init__(self, name: str, text: str, line: int, args: list[str] | None = None, kwargs: dict[str, str] | None = None,
+                 resolved: bool = True, via: str | None = None, origins: list[str] | None = None, segment: int = 0,
+                 in_def: bool = False, in_assign: bool = False, shapes: tuple[str, ...] | None = None) -> None:
+        # written out: the dataclass __init__ with default factories is a visible share of the analysis
+        self.name, self.text, self.line = name, text, line
+        self.args = [] if args is None else args
+        self.kwargs = {} if kwargs is None else kwargs
+        self.resolved, self.via = resolved, via
+        self.origins = [] if origins is None else origins
+        self.segment, self.in_def, self.in_assign, self.shapes = segment, in_def, in_assign, shapes
+        self.last = name.rsplit(".", 1)[-1]
+        self._arg_text = None
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "text": self.text, "line": self.line}
@@ -109,13 +125,14 @@ class Call:
             out["via"] = self.via
         return out
 
-    @property
-    def last(self) -> str:
-        return self.name.rsplit(".", 1)[-1]
-
     def arg_text(self) -> str:
-        """All argument text plus the origins of argument variables: what rules look into."""
-        return " ".join([*self.args, *self.kwargs.values(), *self.origins])
+        """All argument text plus the origins of argument variables: what rules look into.
+
+        Computed once: the rules ask for it many times, and args/origins are complete by then."""
+        text = self._arg_text
+        if text is None:
+            text = self._arg_text = " ".join([*self.args, *self.kwargs.values(), *self.origins])
+        return text
 
 
 @dataclass
@@ -154,7 +171,10 @@ class Scope:
 
 
 def _short(text: str) -> str:
-    text = " ".join(text.split())
+    # most texts are one short line: no whitespace to fold (isprintable is False for every whitespace
+    # character str.split folds, except the plain space)
+    if not (text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " "):
+        text = " ".join(text.split())
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
@@ -186,6 +206,11 @@ def dotted(node: ast.AST) -> list[str] | None:
 
 
 _DISPATCH: dict[type, Any] = {}
+
+
+def _visit_nothing(visitor: Any, node: Any) -> None:
+    return None
+
 # nodes that hold nothing the analyser needs (contexts, operators, names, constants)
 _LEAVES = frozenset({ast.Load, ast.Store, ast.Del, ast.Name, ast.Constant, ast.Add, ast.Sub, ast.Mult, ast.Div,
                      ast.Mod, ast.Pow, ast.FloorDiv, ast.BitAnd, ast.BitOr, ast.BitXor, ast.USub, ast.UAdd, ast.Not,
@@ -204,7 +229,8 @@ class CellVisitor(ast.NodeVisitor):
 
     def __init__(self, scope: Scope, text: str | None = None):
         self.scope = scope
-        self._lines = text.splitlines(keepends=True) if text is not None else None
+        self._text = text
+        self._lines: list[str] | None = None  # split on the first src()
         self.imports: list[Import] = []
         self.calls: list[Call] = []
         self.segment = 0
@@ -217,16 +243,13 @@ class CellVisitor(ast.NodeVisitor):
         self.deletes = 0
         self.truncated = False
         self._assign_depth = 0
+        self.tail_names: set[str] | None = None  # names used in the unanalysed rest of a long cell
 
     def visit(self, node: ast.AST) -> None:
         # NodeVisitor.visit builds a method name per node; a per-class cache is much faster on big cells
         if self.truncated:
             return
-        method = _DISPATCH.get(node.__class__)
-        if method is None:
-            method = getattr(type(self), "visit_" + node.__class__.__name__, None) or type(self).generic_visit
-            _DISPATCH[node.__class__] = method
-        method(self, node)
+        (_DISPATCH.get(node.__class__) or self._method(node.__class__))(self, node)
 
     def generic_visit(self, node: ast.AST) -> None:
         # ast.iter_child_nodes, without its generators and without fields that never hold a node
@@ -234,18 +257,49 @@ class CellVisitor(ast.NodeVisitor):
         fields = _CHILD_FIELDS.get(node.__class__)
         if fields is None:
             fields = _CHILD_FIELDS[node.__class__] = tuple(f for f in node._fields if f not in _SCALAR_FIELDS)
+        if self.truncated:
+            return
         for name in fields:
             value = getattr(node, name, None)
             if value.__class__ is list:
                 for item in value:
-                    if item.__class__ not in _LEAVES and isinstance(item, ast.AST):
-                        self.visit(item)
-            elif value.__class__ not in _LEAVES and isinstance(value, ast.AST):
-                self.visit(value)
+                    cls = item.__class__
+                    if cls not in _LEAVES:
+                        (_DISPATCH.get(cls) or self._method(cls))(self, item)
+            elif value.__class__ not in _LEAVES:
+                (_DISPATCH.get(value.__class__) or self._method(value.__class__))(self, value)
+
+    @classmethod
+    def _method(cls, node_class: type):
+        if issubclass(node_class, ast.AST):
+            method = getattr(cls, "visit_" + node_class.__name__, None) or cls.generic_visit
+        else:  # identifiers in lists (global names), None
+            method = _visit_nothing
+        _DISPATCH[node_class] = method
+        return method
+
+    # the commonest nodes, without generic_visit's loop over their fields
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        value = node.value
+        if value.__class__ is not ast.Name:
+            (_DISPATCH.get(value.__class__) or self._method(value.__class__))(self, value)
+
+    def visit_Expr(self, node: ast.Expr) -> None:
+        value = node.value
+        (_DISPATCH.get(value.__class__) or self._method(value.__class__))(self, value)
+
+    visit_keyword = visit_Expr  # type: ignore[assignment]
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        for value in (node.left, node.right):
+            if value.__class__ not in _LEAVES:
+                (_DISPATCH.get(value.__class__) or self._method(value.__class__))(self, value)
 
     def src(self, node: ast.AST) -> str:
         """Source text of a node, sliced from the cell (much cheaper than ast.unparse)."""
         lines = self._lines
+        if lines is None and self._text is not None:
+            lines = self._lines = self._text.splitlines(keepends=True)
         try:
             l0, l1 = node.lineno - 1, node.end_lineno - 1  # type: ignore[attr-defined]
             c0, c1 = node.col_offset, node.end_col_offset  # type: ignore[attr-defined]
@@ -505,12 +559,10 @@ class CellVisitor(ast.NodeVisitor):
             in_assign=self._assign_depth > 0 or any(k.arg == "inplace" for k in node.keywords),
             via=self._def_name if self._def_depth > 0 else None,
         )
-        from ingest.understand.plots import starts_figure, ends_figure, is_plot_call
-
+        plots = bool(shape_of(call))
         # what argument variables were assigned from matters only to plot-kind rules
-        if is_plot_call(call) or call.last in ("heatmap", "imshow", "plot"):
+        if plots or call.last in ("heatmap", "imshow", "plot"):
             call.origins = self._arg_origins(node)
-            call.shapes = None
         if self._def_depth == 0 and starts_figure(call) and self._segment_has_plot:
             self.segment += 1
             self._segment_has_plot = False
@@ -519,7 +571,7 @@ class CellVisitor(ast.NodeVisitor):
         # the callee's own receiver/arguments may hold calls (df.groupby(...).mean().plot(...))
         self.generic_visit(node)
         if self._def_depth == 0:
-            if is_plot_call(call):
+            if plots:
                 self._segment_has_plot = True
             # a notebook function called here: its calls happen here (recursively, once each)
             fn = self.scope.functions.get(name) if ok else None
@@ -538,8 +590,6 @@ class CellVisitor(ast.NodeVisitor):
                 self._segment_has_plot = False
 
     def _inline(self, fn: FunctionFacts, seen: set[str]) -> None:
-        from ingest.understand.plots import is_plot_call
-
         for inner in fn.calls:
             copy = Call(name=inner.name, text=inner.text, line=inner.line, args=inner.args, kwargs=inner.kwargs,
                         resolved=inner.resolved, via=fn.name, origins=inner.origins, segment=self.segment,
@@ -688,3 +738,8 @@ def token_calls(source: str, scope: Scope) -> list[Call]:
         else:
             i += 1
     return calls
+
+
+# imported at the end: plots imports Call and AXES from this module, which is always loaded first
+# (ingest.understand's __init__ imports analyzer, which imports this module before plots)
+from ingest.understand.plots import ends_figure, is_plot_call, shape_of, starts_figure  # noqa: E402

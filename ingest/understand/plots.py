@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from db.vocab import PLOT_KINDS  # shared with the API, which may not import ingest
 from ingest.understand.calls import AXES, FIGURE, Call
+from ingest.understand.quick import Quick
 
 # a specific kind replaces the generic shapes it is drawn with (in the same figure segment)
 SUPPRESSES = {
@@ -103,21 +104,21 @@ NAMED_KINDS = {
 }
 MAP_ROOTS = ("folium", "geopandas", "mpl_toolkits.basemap", "cartopy", "geoplot", "plotly.express.choropleth")
 
-LEARNING = re.compile(r"history|epoch|\b(?:train|val|valid|validation|test)_?(?:loss|acc|accuracy|mae|rmse|score|auc)"
+LEARNING = Quick(r"history|epoch|\b(?:train|val|valid|validation|test)_?(?:loss|acc|accuracy|mae|rmse|score|auc)"
                       r"|_losses|\blosses\b|cost_|errors_|evals_result|mae_history|learning.?curve|iteration",
-                      re.I)
-ROC = re.compile(r"roc_curve|\bfpr\b|false positive rate|\broc\b|receiver operating", re.I)
-PR = re.compile(r"precision_recall_curve|recall.*precision.*curve", re.I)
-CALIB = re.compile(r"calibration_curve", re.I)
-CONFUSION = re.compile(r"confusion|(?<![.\w])cm(?![.\w])|(?<![.\w])cm_|_cm\b|\bconf_?mat", re.I)
-CORR = re.compile(r"\.corr\(|corrcoef|corr_matrix|correlation|\bcorr\b|_corr\b|\bcorr_", re.I)
-MISSING = re.compile(r"isnull\(\)|isna\(\)|\bmissing|\bnull", re.I)
-IMPORTANCE = re.compile(r"importance|\.coef_|\bcoefs?\b|feature_imp|mutual.?info", re.I)
-RESIDUAL = re.compile(r"resid", re.I)
-DENSITY = re.compile(r"\.pdf\(|\bpdf\b|gaussian_kde|\bkde\b|density", re.I)
-WORDCLOUD = re.compile(r"wordcloud|word_cloud|\bwc\b|_wc\b|\bcloud\b", re.I)
-PDP = re.compile(r"partial_dependence|\bpdp\b", re.I)
-COUNTS = re.compile(r"value_counts|\.size\(\)|\.count\(\)|countplot", re.I)
+                      re.I, needles=('history', 'epoch', 'loss', 'acc', 'mae', 'rmse', 'score', 'auc', 'cost_', 'errors_', 'evals_result', 'learning', 'iteration'))
+ROC = Quick(r"roc_curve|\bfpr\b|false positive rate|\broc\b|receiver operating", re.I, needles=('roc', 'fpr', 'false positive rate', 'receiver operating'))
+PR = Quick(r"precision_recall_curve|recall.*precision.*curve", re.I, needles=('precision',))
+CALIB = Quick(r"calibration_curve", re.I, needles=('calibration_curve',))
+CONFUSION = Quick(r"confusion|(?<![.\w])cm(?![.\w])|(?<![.\w])cm_|_cm\b|\bconf_?mat", re.I, needles=('confusion', 'cm', 'conf'))
+CORR = Quick(r"\.corr\(|corrcoef|corr_matrix|correlation|\bcorr\b|_corr\b|\bcorr_", re.I, needles=('corr',))
+MISSING = Quick(r"isnull\(\)|isna\(\)|\bmissing|\bnull", re.I, needles=('null', 'isna', 'missing'))
+IMPORTANCE = Quick(r"importance|\.coef_|\bcoefs?\b|feature_imp|mutual.?info", re.I, needles=('importance', 'coef', 'feature_imp', 'mutual'))
+RESIDUAL = Quick(r"resid", re.I, needles=('resid',))
+DENSITY = Quick(r"\.pdf\(|\bpdf\b|gaussian_kde|\bkde\b|density", re.I, needles=('pdf', 'kde', 'density'))
+WORDCLOUD = Quick(r"wordcloud|word_cloud|\bwc\b|_wc\b|\bcloud\b", re.I, needles=('wordcloud', 'word_cloud', 'wc', 'cloud'))
+PDP = Quick(r"partial_dependence|\bpdp\b", re.I, needles=('partial_dependence', 'pdp'))
+COUNTS = Quick(r"value_counts|\.size\(\)|\.count\(\)|countplot", re.I, needles=('value_counts', '.size()', '.count()', 'countplot'))
 
 
 _PLOT_NAMES = frozenset({*MPL_SHAPES, *SEABORN_SHAPES, *PLOTLY_SHAPES, *PANDAS_KINDS, *(k.split(".")[-1] for k in NAMED_KINDS),
@@ -269,11 +270,15 @@ def _shape_of(call: Call) -> tuple[str, ...]:
     return ()
 
 
+_AXES_NAME = re.compile(r"<(ax|axs|axes|ax\d+|ax_\w+|axis|subplot\w*|sp|plot)>", re.I)
+_PICTURE_WORDS = re.compile(r"img|image|pixel|digit|sample", re.I)
+
+
 def _axes_like(call: Call) -> bool:
     """An unresolved receiver that plots like an Axes (``axes[0].plot``, ``ax1.scatter`` from a helper)."""
     root = call.name.split(".")[0]
     if call.last in ("plot", "hist", "boxplot"):  # also pandas methods: only Axes-named receivers
-        return bool(re.match(r"<(ax|axs|axes|ax\d+|ax_\w+|axis|subplot\w*|sp|plot)>", root, re.I))
+        return bool(_AXES_NAME.match(root))
     return True
 
 
@@ -312,7 +317,7 @@ def _refine(call: Call, shape: str, context: str) -> tuple[str, str]:
             return "wordcloud", f"{call.last} of a word cloud"
         if shape == "image_grid" and (_in_context(CONFUSION, context) and "confusion_matrix(" in context):
             return "confusion_matrix", "imshow next to confusion_matrix()"
-        if shape == "image_grid" and "colorbar" in context and not re.search(r"img|image|pixel|digit|sample", args, re.I):
+        if shape == "image_grid" and "colorbar" in context and not _PICTURE_WORDS.search(args):
             return "heatmap", "imshow with a colorbar"
         return shape, f"{call.name}"
     if shape == "line":
@@ -355,13 +360,14 @@ def _hit(pattern: re.Pattern, text: str) -> str:
     return m.group(0) if m else ""
 
 
-# (pattern, context) -> match: a segment's context (up to 20,000 characters) is the same for each of
-# its calls, and scanning it once per call was most of the plot-kind time on long cells
-_CONTEXT_MATCHES: dict[tuple[re.Pattern, str], re.Match | None] = {}
+# (pattern id, context) -> match: a segment's context (up to 20,000 characters) is the same for each
+# of its calls, and scanning it once per call was most of the plot-kind time on long cells. By id:
+# hashing a compiled pattern hashes its whole program.
+_CONTEXT_MATCHES: dict[tuple[int, str], re.Match | None] = {}
 
 
 def _in_context(pattern: re.Pattern, context: str) -> re.Match | None:
-    key = (pattern, context)
+    key = (id(pattern), context)
     try:
         return _CONTEXT_MATCHES[key]
     except KeyError:

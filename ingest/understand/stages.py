@@ -14,31 +14,32 @@ from dataclasses import dataclass
 
 from db.vocab import STAGES  # shared with the API, which may not import ingest
 from ingest.understand.calls import Call
+from ingest.understand.quick import Quick
 
 EVALUATION_KINDS = {"confusion_matrix", "roc_curve", "precision_recall_curve", "learning_curve", "calibration_curve",
                     "residual_plot"}
 EXPLANATION_KINDS = {"feature_importance", "shap", "partial_dependence", "tree_diagram"}
 
-LOADERS = re.compile(r"^(pandas\.read_\w+|numpy\.(load|loadtxt|genfromtxt|fromfile)|polars\.(read|scan)_\w+"
+LOADERS = Quick(r"^(pandas\.read_\w+|numpy\.(load|loadtxt|genfromtxt|fromfile)|polars\.(read|scan)_\w+"
                      r"|datasets\.load_dataset|sklearn\.datasets\.(load|fetch)_\w+|keras\.datasets\.\w+\.load_data"
                      r"|shap\.datasets\.\w+|torchvision\.datasets\.\w+|tensorflow_datasets\.load|json\.load"
                      r"|pickle\.load|joblib\.load|h5py\.File|scipy\.io\.loadmat|seaborn\.load_dataset"
                      r"|kagglehub\.\w+|cv2\.imread|PIL\.Image\.open|imageio\.imread|pyarrow\.parquet\.read_table"
-                     r"|tifffile\.imread|glob\.glob|os\.listdir|zipfile\.ZipFile|dask\.dataframe\.read_\w+)$")
+                     r"|tifffile\.imread|glob\.glob|os\.listdir|zipfile\.ZipFile|dask\.dataframe\.read_\w+)$", needles=('pandas.read_', 'numpy.', 'polars.', 'datasets.', 'load_data', 'tensorflow_datasets.load', 'json.load', 'pickle.load', 'joblib.load', 'h5py.File', 'scipy.io.loadmat', 'kagglehub.', 'cv2.imread', 'PIL.Image.open', 'imageio.imread', 'pyarrow.parquet.read_table', 'tifffile.imread', 'glob.glob', 'os.listdir', 'zipfile.ZipFile', 'dask.dataframe.read_'))
 LOADER_METHODS = {"read_csv", "read_parquet", "read_table", "read_excel", "read_json", "load_data", "load_dataset",
                   "read_feather", "read_pickle", "read_sql", "get_word_index"}
 EXPLORE_METHODS = {"head", "tail", "info", "describe", "value_counts", "unique", "nunique", "shape", "dtypes",
                    "isnull", "isna", "corr", "sample", "crosstab", "pivot_table", "memory_usage", "columns", "keys"}
-PREPROCESS = re.compile(r"^sklearn\.(preprocessing|impute|compose|pipeline)\.|train_test_split|^keras\.preprocessing"
-                        r"|pad_sequences|^torchtext\.|^nltk\.|^sklearn\.utils\.shuffle|get_tokenizer|^transformers\.\w*Tokenizer")
+PREPROCESS = Quick(r"^sklearn\.(preprocessing|impute|compose|pipeline)\.|train_test_split|^keras\.preprocessing"
+                        r"|pad_sequences|^torchtext\.|^nltk\.|^sklearn\.utils\.shuffle|get_tokenizer|^transformers\.\w*Tokenizer", needles=('sklearn.', 'train_test_split', 'keras.preprocessing', 'pad_sequences', 'torchtext.', 'nltk.', 'get_tokenizer', 'transformers.'))
 PREPROCESS_METHODS = {"fillna", "dropna", "drop", "drop_duplicates", "get_dummies", "astype", "replace", "map",
                       "fit_transform", "transform", "to_categorical", "merge", "concat", "rename", "set_index",
                       "reset_index", "reshape", "apply", "interpolate", "clip", "to_numeric", "to_datetime",
                       "with_format", "train_test_split", "split", "encode", "build_vocab_from_iterator",
                       "lookup_indices", "set_default_index", "DataLoader", "pad_sequence", "sort_values", "where"}
-FEATURE = re.compile(r"PolynomialFeatures|TfidfVectorizer|CountVectorizer|HashingVectorizer|^sklearn\.decomposition\."
+FEATURE = Quick(r"PolynomialFeatures|TfidfVectorizer|CountVectorizer|HashingVectorizer|^sklearn\.decomposition\."
                      r"|^sklearn\.feature_selection\.|^sklearn\.manifold\.|FeatureHasher|WordBatch|Descriptors|"
-                     r"^featuretools|^tsfresh")
+                     r"^featuretools|^tsfresh", needles=('PolynomialFeatures', 'Vectorizer', 'sklearn.', 'FeatureHasher', 'WordBatch', 'Descriptors', 'featuretools', 'tsfresh'))
 FEATURE_METHODS = {"cut", "qcut", "extract", "transform", "rolling", "shift", "diff", "pct_change", "dt", "cumsum"}
 MODEL = re.compile(r"^(sklearn\.(linear_model|ensemble|tree|svm|neighbors|naive_bayes|neural_network|discriminant_analysis"
                    r"|gaussian_process|cluster|mixture|kernel_ridge|dummy|semi_supervised|multiclass|calibration)\."
@@ -47,13 +48,14 @@ MODEL = re.compile(r"^(sklearn\.(linear_model|ensemble|tree|svm|neighbors|naive_
                    r"|transformers\.\w*(Model|For\w+)|mlens\.|pygam\.|interpret\.glassbox|tensorflow_probability)")
 MODEL_METHODS = {"fit", "compile", "train", "fit_generator", "partial_fit", "backward", "step", "zero_grad",
                  "fit_transform_model", "add", "sample"}
-TUNING = re.compile(r"GridSearchCV|RandomizedSearchCV|HalvingGridSearchCV|BayesSearchCV|^optuna\.|^hyperopt\."
+_FIT_METHODS = MODEL_METHODS - {"add", "sample", "step"}
+TUNING = Quick(r"GridSearchCV|RandomizedSearchCV|HalvingGridSearchCV|BayesSearchCV|^optuna\.|^hyperopt\."
                     r"|^keras_tuner|^ray\.tune|^skopt\.|best_params_|best_estimator_|best_score_|\.optimize$"
-                    r"|create_study")
-EVALUATION = re.compile(r"^sklearn\.metrics\.|cross_val_score|cross_val_predict|cross_validate|^sklearn\.model_selection\.(learning_curve|validation_curve)"
-                        r"|\.evaluate$|classification_report|\.score$|accuracy|rmse|\bmae\b|mean_squared|roc_auc|f1_score")
-EXPLANATION = re.compile(r"^shap\.(?!datasets)|feature_importances_|coef_|permutation_importance|^eli5\.|^lime\.|PartialDependence"
-                         r"|partial_dependence|plot_importance|get_booster\(\)\.get_score|feature_importance|^interpret\.")
+                    r"|create_study", needles=('SearchCV', 'optuna.', 'hyperopt.', 'keras_tuner', 'ray.tune', 'skopt.', 'best_params_', 'best_estimator_', 'best_score_', '.optimize', 'create_study'))
+EVALUATION = Quick(r"^sklearn\.metrics\.|cross_val_score|cross_val_predict|cross_validate|^sklearn\.model_selection\.(learning_curve|validation_curve)"
+                        r"|\.evaluate$|classification_report|\.score$|accuracy|rmse|\bmae\b|mean_squared|roc_auc|f1_score", needles=('sklearn.', 'cross_val', '.evaluate', 'classification_report', '.score', 'accuracy', 'rmse', 'mae', 'mean_squared', 'roc_auc', 'f1_score'))
+EXPLANATION = Quick(r"^shap\.(?!datasets)|feature_importances_|coef_|permutation_importance|^eli5\.|^lime\.|PartialDependence"
+                         r"|partial_dependence|plot_importance|get_booster\(\)\.get_score|feature_importance|^interpret\.", needles=('shap.', 'feature_importance', 'coef_', 'permutation_importance', 'eli5.', 'lime.', 'PartialDependence', 'partial_dependence', 'plot_importance', 'get_booster().get_score', 'interpret.'))
 SUBMISSION = re.compile(r"submission|submit|sub\.to_csv|\bsub\b|\.to_csv", re.I)
 SETUP = re.compile(r"^(warnings\.|numpy\.random\.seed|random\.seed|torch\.manual_seed|torch\.cuda\.manual_seed|"
                    r"tensorflow\.random\.set_seed|pandas\.set_option|matplotlib\.pyplot\.style|seaborn\.set|"
@@ -68,14 +70,15 @@ class StageResult:
     evidence: list[str]
 
 
-# pattern -> {call name: matches}; call names repeat across cells and notebooks, the regexes are the cost
-_MATCHES: dict[re.Pattern, dict[str, bool]] = {}
+# pattern id -> {call name: matches}; call names repeat across cells and notebooks, the regexes are the
+# cost. Keyed by id: hashing a compiled pattern hashes its whole program, on every lookup.
+_MATCHES: dict[int, dict[str, bool]] = {}
 
 
-def _matches(pattern: re.Pattern, name: str) -> bool:
-    memo = _MATCHES.get(pattern)
+def _matches(pattern: re.Pattern | Quick, name: str) -> bool:
+    memo = _MATCHES.get(id(pattern))
     if memo is None:
-        memo = _MATCHES[pattern] = {}
+        memo = _MATCHES[id(pattern)] = {}
     hit = memo.get(name)
     if hit is None:
         if len(memo) > 50_000:  # a worker lives for a whole corpus: keep the memo bounded
@@ -84,9 +87,15 @@ def _matches(pattern: re.Pattern, name: str) -> bool:
     return hit
 
 
-def _has(calls: list[Call], pattern: re.Pattern) -> Call | None:
+def _has(calls: list[Call], pattern: re.Pattern | Quick) -> Call | None:
+    memo = _MATCHES.get(id(pattern))
+    if memo is None:
+        memo = _MATCHES[id(pattern)] = {}
     for c in calls:
-        if _matches(pattern, c.name):
+        hit = memo.get(c.name)
+        if hit is None:
+            hit = _matches(pattern, c.name)
+        if hit:
             return c
     return None
 
@@ -98,7 +107,7 @@ def _method(calls: list[Call], names: set[str], *, unresolved_only: bool = False
     return None
 
 
-METRIC_WORDS = re.compile(r"score|acc|loss|y_pred|proba|\boof|\bmae\b|rmse|auc|evaluat|metric|result|error|precision|recall|\bf1\b", re.I)
+METRIC_WORDS = Quick(r"score|acc|loss|y_pred|proba|\boof|\bmae\b|rmse|auc|evaluat|metric|result|error|precision|recall|\bf1\b", re.I, needles=('score', 'acc', 'loss', 'y_pred', 'proba', 'oof', 'mae', 'rmse', 'auc', 'evaluat', 'metric', 'result', 'error', 'precision', 'recall', 'f1'))
 MODEL_BASES = re.compile(r"^(torch\.nn\.Module|keras\.(models\.)?Model|keras\.layers\.Layer|sklearn\.base\.BaseEstimator"
                          r"|tensorflow\.keras\.Model|lightning|pytorch_lightning)")
 FEATURE_BASES = re.compile(r"TransformerMixin")
@@ -141,8 +150,8 @@ def stage_of_code(
             if word in names:
                 return StageResult(stage, [f"defines {defines[0]}"])
     text = source[:20000]  # regexes over the beginning of giant generated cells are enough
-    only_setup = imports or all(SETUP.search(c.name) or c.name in ("print",) for c in top)
-    if imports and all(SETUP.search(c.name) or c.name in ("print", "len") or c.last in ("__version__",) for c in top):
+    only_setup = imports or all(_matches(SETUP, c.name) or c.name in ("print",) for c in top)
+    if imports and all(_matches(SETUP, c.name) or c.name in ("print", "len") or c.last in ("__version__",) for c in top):
         return StageResult("setup", ["imports/configuration only"])
 
     # prediction: writing predictions for the test set / a submission file
@@ -159,8 +168,8 @@ def stage_of_code(
     fit = _method(live, {"fit"})
     if c := _has(live, TUNING) or (fit if fit and TUNING.search(text) else None):
         return StageResult("tuning", [f"call {c.name}" if isinstance(c, Call) else "hyperparameter search"])
-    fit_top = _method(top, MODEL_METHODS - {"add", "sample", "step"}) or _has(top, MODEL)
-    fit_any = fit_top or _method(live, MODEL_METHODS - {"add", "sample", "step"}) or _has(live, MODEL)
+    fit_top = _method(top, _FIT_METHODS) or _has(top, MODEL)
+    fit_any = fit_top or _method(live, _FIT_METHODS) or _has(live, MODEL)
     evaluation = _has(live, EVALUATION)
     if kinds := EVALUATION_KINDS.intersection(plot_kinds):
         if not (fit_top and fit_top.last in ("fit", "compile", "train")):
@@ -221,8 +230,8 @@ MODEL_TEXT = re.compile(r"^\s*model\w*\s*=|^\s*model\.\w+(\.\w+)*\s*=|\bmodel\.(
                         r"|^\s*(optimizer|criterion)\s*=", re.M)
 # every branch of MODEL_TEXT contains one of these words: a cheap scan rules most cells out
 _MODEL_TEXT_WORDS = ("model", "_params", "optimizer", "criterion")
-MODEL_ARGS = re.compile(r"Classifier\b|Regressor\b|\bSVC\b|\bXGB|\bLGBM|CatBoost")
-IMPORTANCE_TEXT = re.compile(r"importance", re.I)
+MODEL_ARGS = Quick(r"Classifier\b|Regressor\b|\bSVC\b|\bXGB|\bLGBM|CatBoost", needles=('Classifier', 'Regressor', 'SVC', 'XGB', 'LGBM', 'CatBoost'))
+IMPORTANCE_TEXT = Quick(r"importance", re.I, needles=("importance",))
 HELPER_WORDS = (("submi", "prediction"), ("predict", "prediction"), ("infer", "prediction"), ("evaluat", "evaluation"),
                 ("score", "evaluation"), ("metric", "evaluation"), ("accuracy", "evaluation"), ("plot_roc", "evaluation"),
                 ("confusion", "evaluation"), ("importance", "explanation"), ("train", "modelling"), ("fit", "modelling"),
@@ -241,6 +250,15 @@ def _helper_stage(top: list[Call]) -> StageResult | None:
     return None
 
 
+_RECODE_CALL = Quick(r"\.fillna\(|\.map\(\{|\.astype\(|\.replace\(|LabelEncoder|\.fit_transform\(",
+                     needles=(".fillna(", ".map({", ".astype(", ".replace(", "LabelEncoder", ".fit_transform("))
+_DERIVED = re.compile(r"[+\-*/]|\.apply\(|\.str\.|\.transform\(|\.cut\(|\.qcut\(|\.map\(|np\.|len\(|\.sum\(|\.mean\(|\.dt\.")
+_SUMMARY = Quick(r"isnull\(\)|isna\(\)|value_counts|describe\(", needles=('isnull()', 'isna()', 'value_counts', 'describe('))
+_RECODE = Quick(r"\.fillna\(|\.map\(|\.astype\(|\.replace\(|LabelEncoder|\.fit_transform\(|to_numeric|np\.where",
+                needles=(".fillna(", ".map(", ".astype(", ".replace(", "LabelEncoder", ".fit_transform(", "to_numeric", "np.where"))
+_CONSTANT_LINE = re.compile(r"^[A-Za-z_][\w, ]*\s*=\s*[-\w.'\"\[\]\(\){}:,/ ]+$")
+
+
 def _feature_votes(calls: list[Call], assigned: list[tuple[str, str]]) -> list[str]:
     votes: list[str] = []
     for c in calls:
@@ -251,11 +269,9 @@ def _feature_votes(calls: list[Call], assigned: list[tuple[str, str]]) -> list[s
         elif c.last == "extract" and ".str" in c.text:
             votes.append(f"call {c.text}")
     for target, value in assigned:
-        if re.search(r"\.fillna\(|\.map\(\{|\.astype\(|\.replace\(|LabelEncoder|\.fit_transform\(|^\d|^'|^\"", value):
+        if value[:1].isdecimal() or value[:1] in ("'", '"') or _RECODE_CALL.search(value):
             continue
-        if target.count("[") == 1 and re.search(r"['\"]\]$", target) and (
-            re.search(r"[+\-*/]", value) or re.search(r"\.apply\(|\.str\.|\.transform\(|\.cut\(|\.qcut\(|\.map\(|np\.|len\(|\.sum\(|\.mean\(|\.dt\.", value)
-        ):
+        if target.count("[") == 1 and target.endswith(("']", '"]')) and (_DERIVED.search(value)):
             votes.append(f"new column {target}")
     return votes
 
@@ -263,7 +279,7 @@ def _feature_votes(calls: list[Call], assigned: list[tuple[str, str]]) -> list[s
 def _preprocess_votes(calls: list[Call], assigned: list[tuple[str, str]]) -> list[str]:
     votes: list[str] = []
     for c in calls:
-        if re.search(r"isnull\(\)|isna\(\)|value_counts|describe\(", c.arg_text() + c.text):
+        if _SUMMARY.search(c.arg_text() + c.text):
             continue
         if _matches(PREPROCESS, c.name):
             votes.append(f"call {c.name}")
@@ -271,7 +287,7 @@ def _preprocess_votes(calls: list[Call], assigned: list[tuple[str, str]]) -> lis
                 and c.in_assign:
             votes.append(f"call {c.text}")
     for target, value in assigned:
-        if re.search(r"\.fillna\(|\.map\(|\.astype\(|\.replace\(|LabelEncoder|\.fit_transform\(|to_numeric|np\.where", value):
+        if _RECODE.search(value):
             votes.append(f"recodes {target}")
     if not votes and any(c.last in ("apply", "map", "reshape", "where", "split") and c.in_assign for c in calls):
         votes.append("transforms values")
@@ -283,7 +299,7 @@ def _only_config(source: str, calls: list[Call]) -> bool:
     code = [l for l in source.splitlines() if l.strip() and not l.strip().startswith("#")]
     if not code:
         return False
-    simple = sum(bool(re.match(r"^[A-Za-z_][\w, ]*\s*=\s*[-\w.'\"\[\]\(\){}:,/ ]+$", l.strip())) for l in code)
+    simple = sum(bool(_CONSTANT_LINE.match(l.strip())) for l in code)
     return simple == len(code) and len(calls) <= 1
 
 
