@@ -117,9 +117,10 @@ def test_embed_job_covers_every_cell_and_image_and_then_has_nothing_left(corpus,
     db.execute(text("SET LOCAL enable_seqscan = off"))
     cell = db.execute(text("SELECT cell_id FROM code_embedding WHERE embedding IS NOT NULL LIMIT 1")).scalar_one()
     vec = db.execute(text("SELECT embedding::text FROM code_embedding WHERE cell_id = :c"), {"c": cell}).scalar_one()
+    version = sim.sql_string(_ref(db, "code").version)
     plan = "\n".join(
         r[0] for r in db.execute(text(
-            "EXPLAIN SELECT cell_id FROM code_embedding e WHERE e.model = 'code-ngrams' AND e.model_version = '1' "
+            f"EXPLAIN SELECT cell_id FROM code_embedding e WHERE e.model = 'code-ngrams' AND e.model_version = {version} "
             "AND e.embedding IS NOT NULL ORDER BY e.embedding::halfvec(1024) <=> CAST(:v AS halfvec(1024)) LIMIT 5"
         ), {"v": vec})
     )

@@ -50,10 +50,15 @@ _FALLBACK_BINDING = re.compile(
     re.MULTILINE,
 )
 
-# class weights: the idf-like prior (see _hashing)
-_W_NGRAM = {1: 0.35, 2: 0.8, 3: 1.0, 4: 1.0}
-_W_IDENT = 1.6
-_W_IDENT_WORD = 1.0
+# class weights: the idf-like prior (see _hashing). Version 2 moved weight from the long token
+# n-grams (nearly unique per cell, so every two unrelated cells were orthogonal) to single tokens
+# and the names a cell uses: unrelated cells now differ by degrees (same library, same idioms),
+# which is what an HNSW graph walk needs to find its way (tests/benchmarks/vectors.py: recall@10
+# at 20,000 vectors, m=16, ef_search=100, went from 0.54 to 0.65), and renamed-variable copies
+# still find their original (tests/test_embed.py).
+_W_NGRAM = {1: 1.5, 2: 0.5, 3: 0.25, 4: 0.15}
+_W_IDENT = 2.5
+_W_IDENT_WORD = 2.0
 _W_STRING_WORD = 0.5
 _W_NUMBER = 0.25
 _W_MAGIC = 0.5
@@ -196,7 +201,7 @@ class CodeEmbedder:
     """Hashed token/identifier n-grams of code cells (default for the ``code`` space)."""
 
     name = "code-ngrams"
-    version = "1"
+    version = "2"
     space = "code"
 
     def __init__(self, dimension: int = 1024) -> None:
