@@ -391,6 +391,40 @@ def warm_validators() -> None:
     """Build every v4 validator now (in the parent, before the workers fork and inherit them)."""
     for minor in KNOWN_V4_MINORS:
         _validators_for(minor)
+    _warm_nbformat()
+
+
+def _warm_nbformat() -> None:
+    """nbformat's own v3 and v4 validators, which its v3 -> v4 upgrade runs, from our compiled-code cache.
+
+    nbformat compiles them (fastjsonschema) the first time a process upgrades a v3 notebook: a
+    fraction of a second in every worker. Built here from the cached code, the workers inherit them.
+    Anything unexpected (another validator, another nbformat) leaves nbformat to build its own.
+    """
+    try:
+        import fastjsonschema
+        from nbformat import json_compat, validator
+        from nbformat._imports import import_item
+
+        current = validator.get_current_validator()
+        if current is not json_compat.FastJsonSchemaValidator or json_compat.fastjsonschema is not fastjsonschema:
+            return
+        for version in (3, 4):
+            module = import_item(f"nbformat.v{version}")
+            minor = getattr(module, "nbformat_minor", 0)
+            key = (current.name, version, minor, False)
+            if key in validator.validators:
+                continue
+            schema = validator._get_schema_json(module, version=version, version_minor=minor)
+            compiled = _compile(schema)
+            original = fastjsonschema.compile
+            fastjsonschema.compile = lambda *args, **kwargs: compiled  # what nbformat's validator calls
+            try:
+                validator.validators[key] = current(schema)
+            finally:
+                fastjsonschema.compile = original
+    except Exception:
+        return
 
 
 def _validators_for(minor: int):
