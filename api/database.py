@@ -123,4 +123,7 @@ class Database:
         return exc
 
     def dispose(self) -> None:
+        from db.queries.export import close_idle_connections
+
+        close_idle_connections()
         self.engine.dispose()

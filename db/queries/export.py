@@ -11,6 +11,8 @@ NDJSON. Lists (mime types, tracebacks, image hashes) are Parquet lists.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,14 +205,16 @@ def export_select(table: str, filter: Any = None, *, fmt: str = "ndjson", with_d
     if fmt != "ndjson":
         return rows
     inner = rows.subquery("r")
-    return select(cast(func.row_to_json(literal_column("r")), Text).label("line")).select_from(inner)
+    line = cast(func.row_to_json(literal_column("r")), Text) + literal_column("E'\\n'")
+    return select(line.label("line")).select_from(inner)
 
 
-def _copy_blocks(session: Session, stmt: Select, options: str = "") -> Iterator[bytes]:
+def _copy_blocks(session: Session, stmt: Select, options: str = "", rows: Callable | None = None) -> Iterator[bytes]:
     """``COPY (stmt) TO STDOUT [options]``, as the blocks arrive, read ahead by a thread.
 
-    COPY streams as fast as PostgreSQL writes, with nothing per row in Python. It takes no
-    parameters: psycopg merges them into the statement on the client side, quoted."""
+    COPY streams as fast as PostgreSQL writes. It takes no parameters: psycopg merges them into the
+    statement on the client side, quoted. ``rows`` maps the messages (libpq hands over one row per
+    message) before they are joined into ~1 MB blocks."""
     connection = session.connection()
     compiled = stmt.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
     dbapi = connection.connection.dbapi_connection
@@ -218,10 +222,10 @@ def _copy_blocks(session: Session, stmt: Select, options: str = "") -> Iterator[
 
     def read() -> Iterator[bytes]:
         with dbapi.cursor() as cursor, cursor.copy(sql, params) as copy:
-            pending: list[bytes] = []
+            pending: list = []
             size = 0
-            for block in copy:  # PostgreSQL's blocks are small (a row each): hand them on ~1 MB at a time
-                pending.append(block)  # a fresh buffer per block: the join below is its only copy
+            for block in (copy if rows is None else rows(copy)):
+                pending.append(block)  # a fresh buffer per message: the join below is its only copy
                 size += len(block)
                 if size >= 1 << 20:
                     yield b"".join(pending)
@@ -232,20 +236,34 @@ def _copy_blocks(session: Session, stmt: Select, options: str = "") -> Iterator[
     yield from _read_ahead(read(), depth=4)
 
 
-# CSV with a quote and a delimiter that JSON text never holds raw (it writes control characters as
-# \u escapes, newlines included): COPY then writes each JSON line exactly as PostgreSQL made it,
-# where the text format would double every backslash for us to undo
-RAW_QUOTE, RAW_DELIMITER = "\x01", "\x02"
-RAW_CSV = "WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+_BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+
+def _text_of_binary_rows(messages) -> Iterator:
+    """The one (never null) column of each row of ``COPY ... (FORMAT binary)``: each message is a row
+    (a 2-byte field count, a 4-byte length, the bytes), the first one behind the file header, then
+    a 2-byte trailer. Binary COPY spares PostgreSQL the per-character escaping the text and CSV
+    formats do, which is most of its cost on JSON lines."""
+    started = False
+    for message in messages:
+        if not started:
+            if bytes(message[:11]) != _BINARY_SIGNATURE:
+                raise RuntimeError("export: COPY did not start with the binary header")
+            message = message[19 + int.from_bytes(message[15:19], "big"):]
+            started = True
+            if not message:
+                continue
+        if len(message) == 2:  # the trailer
+            continue
+        if int.from_bytes(message[2:6], "big") != len(message) - 6:
+            raise RuntimeError("export: a COPY message was not one row of one column")
+        yield message[6:]
 
 
 def _copy_lines(session: Session, stmt: Select) -> Iterator[bytes]:
-    """COPY of a one-column SELECT of JSON text: the lines as PostgreSQL wrote them, ~1 MB at a time
-    (a chunk may end inside a line: the bytes are what count)."""
-    for block in _copy_blocks(session, stmt, RAW_CSV):
-        if RAW_QUOTE.encode() in block:  # never, for JSON text: a quoted value would corrupt the stream
-            raise RuntimeError("export: a JSON line came out of COPY quoted; this is a bug in nbatlas")
-        yield block
+    """COPY of a one-column SELECT of JSON text lines, ~1 MB at a time (cut anywhere: the bytes are
+    what count)."""
+    yield from _copy_blocks(session, stmt, "(FORMAT binary)", rows=_text_of_binary_rows)
 
 
 def _read_ahead(chunks: Iterator[bytes], depth: int) -> Iterator[bytes]:
@@ -290,10 +308,16 @@ def _read_ahead(chunks: Iterator[bytes], depth: int) -> Iterator[bytes]:
         thread.join()
 
 
-def _adbc_connection(session: Session):
-    """An ADBC connection as the session's: same server, role and database, and the session's
-    statement timeout and read-only-ness (public mode) as startup options."""
-    import adbc_driver_postgresql.dbapi as adbc
+# idle ADBC connections by connection string (which holds the role and the startup options): a
+# new PostgreSQL connection costs more than a small table's whole export
+_IDLE_ADBC: dict[str, list] = {}
+_IDLE_ADBC_LOCK = threading.Lock()
+_IDLE_ADBC_MAX = 4
+
+
+def _adbc_conninfo(session: Session) -> str:
+    """The session's server, role and database, with its statement timeout and read-only-ness
+    (public mode) as startup options."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     dbapi = session.connection().connection.dbapi_connection
@@ -303,9 +327,45 @@ def _adbc_connection(session: Session):
     params = conninfo_to_dict(dbapi.info.dsn)
     if dbapi.info.password:
         params["password"] = dbapi.info.password
-    options = f"-c statement_timeout={timeout}" + (" -c default_transaction_read_only=on" if read_only == "on" else "")
-    params["options"] = options
-    return adbc.connect(make_conninfo(**params), autocommit=True)
+    params["options"] = f"-c statement_timeout={timeout}" + (
+        " -c default_transaction_read_only=on" if read_only == "on" else ""
+    )
+    return make_conninfo(**params)
+
+
+@contextmanager
+def _adbc_connection(session: Session) -> Iterator:
+    """An ADBC connection as the session's, from the idle ones when there is one; it goes back only
+    when the export read everything (one left in the middle of a COPY is closed)."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    conninfo = _adbc_conninfo(session)
+    with _IDLE_ADBC_LOCK:
+        idle = _IDLE_ADBC.get(conninfo)
+        conn = idle.pop() if idle else None
+    if conn is None:
+        conn = adbc.connect(conninfo, autocommit=True)
+    finished = False
+    try:
+        yield conn
+        finished = True
+    finally:
+        with _IDLE_ADBC_LOCK:
+            idle = _IDLE_ADBC.setdefault(conninfo, [])
+            keep = finished and len(idle) < _IDLE_ADBC_MAX
+            if keep:
+                idle.append(conn)
+        if not keep:
+            conn.close()
+
+
+def close_idle_connections() -> None:
+    """Close the idle ADBC connections (when the server's engine is disposed)."""
+    with _IDLE_ADBC_LOCK:
+        conns = [c for idle in _IDLE_ADBC.values() for c in idle]
+        _IDLE_ADBC.clear()
+    for conn in conns:
+        conn.close()
 
 
 def _literal_sql(session: Session, stmt: Select) -> str:
