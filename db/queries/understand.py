@@ -80,8 +80,18 @@ def copy_field(value: Any) -> str:
 
 def render_cell_rows(rows: Iterable[tuple]) -> bytes:
     """``(cell position, *CELL_RENDER_COLUMNS)`` rows as COPY text lines (JSON columns as Python values)."""
-    json_at = [i + 1 for i, c in enumerate(CELL_RENDER_COLUMNS) if c in _JSON_CELL]
-    return _render(rows, json_at)
+    return _render(rows, _CELL_JSON_AT)
+
+
+_CELL_JSON_AT = [i + 1 for i, c in enumerate(CELL_RENDER_COLUMNS) if c in _JSON_CELL]
+
+
+def render_plain_cell_row(position: int, analyzer_version: int, stage: str, stage_evidence: list[str]) -> str:
+    """The line ``render_cell_rows`` makes for a cell without code facts (markdown, raw: parsed, no
+    imports, calls or libraries, not a visualisation), without its per-value dispatch: half the
+    rows of a notebook are such cells."""
+    return (f"{position}\t{analyzer_version}\tt\t\\N\tf\t\\N\t\\N\t{{}}\t{{}}\t{_copy_text(stage)}\t"
+            f"{_copy_text(_json(stage_evidence))}\tf\t{{}}\n")
 
 
 def render_plot_rows(rows: Iterable[tuple]) -> bytes:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ingest.understand.calls import AXES, Call, CellVisitor, Import, Scope, canonical, repair_python2, token_calls
 from ingest.understand.context import context_for_cells
-from ingest.understand.ipython import parse_cell, parse_cell_with_text
+from ingest.understand.ipython import parse_cell_with_text, quiet
 from ingest.understand.plots import KindEvidence, ends_figure, is_plot_call, kinds_for_calls, segments_of, starts_figure
 from ingest.understand.stages import StageResult, stage_of_code
 
@@ -123,7 +123,7 @@ def analyze_cells(cells: list[Any], *, language: str | None = None) -> NotebookF
     ``language``: the kernel's language; code in another language than Python (Julia, R) is not
     parsed, its cells are marked as such and only its figure outputs are recorded.
     """
-    with without_gc():
+    with without_gc(), quiet():
         return _analyze_cells(cells, language)
 
 
@@ -227,16 +227,16 @@ def _analyze_cells(cells: list[Any], language: str | None) -> NotebookFacts:
 def _analyse_code(source: str, scope: Scope, cf: CellFacts) -> tuple[list[Call], list[Import], list, bool, CellVisitor | None]:
     head = head_of(source, MAX_ANALYSED_CHARS) if len(source) > MAX_ANALYSED_CHARS else None
     if head is not None:
-        tree, error, used_ipython, text = parse_cell_with_text(head)
+        tree, error, used_ipython, text = parse_cell_with_text(head, warnings_off=True)
         if tree is None or error is not None:  # the cut fell inside a string or brackets: the whole cell, then
             head = None
     if head is None:
-        tree, error, used_ipython, text = parse_cell_with_text(source)
+        tree, error, used_ipython, text = parse_cell_with_text(source, warnings_off=True)
     cf.ipython_syntax = used_ipython and tree is not None
     if tree is None:
         repaired = repair_python2(source)
         if repaired is not None:
-            tree, _, used, text = parse_cell_with_text(repaired)
+            tree, _, used, text = parse_cell_with_text(repaired, warnings_off=True)
             cf.ipython_syntax = cf.ipython_syntax or used
     if tree is not None and error is None:
         visitor = CellVisitor(scope, text)

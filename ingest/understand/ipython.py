@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 
 # cell magics whose body is Python: the body is analysed as code, not as a string argument
@@ -30,12 +31,16 @@ def parse_cell(source: str) -> tuple[ast.Module | None, str | None, bool]:
     return tree, error, used
 
 
-def parse_cell_with_text(source: str) -> tuple[ast.Module | None, str | None, bool, str]:
-    """Like ``parse_cell``, plus the text the tree's line/column positions refer to."""
-    # notebook code is full of '\d' in plain strings: its SyntaxWarnings are the author's, not ours
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+def parse_cell_with_text(source: str, *, warnings_off: bool = False) -> tuple[ast.Module | None, str | None, bool, str]:
+    """Like ``parse_cell``, plus the text the tree's line/column positions refer to.
+
+    ``warnings_off``: the caller already ignores warnings (the analyser does, once per notebook).
+    """
+    if warnings_off:
         tree, error, used = _parse_cell(source)
+    else:
+        with quiet():
+            tree, error, used = _parse_cell(source)
     if tree is None or not used:
         return tree, error, used, source
     # transformed text: same lines as the source except magic lines; an expanded %%magic body is
@@ -46,6 +51,14 @@ def parse_cell_with_text(source: str) -> tuple[ast.Module | None, str | None, bo
 _last_text: dict[str, str] = {}
 
 
+@contextmanager
+def quiet():
+    """Notebook code is full of '\\d' in plain strings: its SyntaxWarnings are the author's, not ours."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def _parse_cell(source: str) -> tuple[ast.Module | None, str | None, bool]:
     """Parse a cell. Returns (tree, error, used_ipython_transform).
 
@@ -54,8 +67,9 @@ def _parse_cell(source: str) -> tuple[ast.Module | None, str | None, bool]:
     """
     try:
         return _expand_magics(ast.parse(source)), None, False
-    except (SyntaxError, ValueError):
-        pass
+    except (SyntaxError, ValueError) as exc:
+        if not may_hold_ipython_syntax(source):  # IPython would hand it back unchanged: same error
+            return None, _error_text(exc), True
     try:
         text = to_python(source)
     except Exception as exc:  # IPython's transformer itself can choke on broken input
@@ -64,8 +78,30 @@ def _parse_cell(source: str) -> tuple[ast.Module | None, str | None, bool]:
     try:
         return _expand_magics(ast.parse(text)), None, True
     except (SyntaxError, ValueError) as exc:
-        line = getattr(exc, "lineno", None)
-        return None, f"{type(exc).__name__}: {getattr(exc, 'msg', exc)}" + (f" (line {line})" if line else ""), True
+        return None, _error_text(exc), True
+
+
+def _error_text(exc: Exception) -> str:
+    line = getattr(exc, "lineno", None)
+    return f"{type(exc).__name__}: {getattr(exc, 'msg', exc)}" + (f" (line {line})" if line else "")
+
+
+# what IPython's TransformerManager acts on: magics/shell/help (%, !, ?), pasted prompts, and
+# autocall escapes (, ; /) opening a line
+_IPYTHON_MARKS = ("%", "!", "?", ">>>", "In [", "...:")
+
+
+def may_hold_ipython_syntax(source: str) -> bool:
+    """False when IPython's transformer has nothing to change in ``source`` but whitespace.
+
+    Checked before running it on a cell that does not parse (Python 2 prints, broken code): the
+    transformer tokenizes the whole cell at least twice, and is most of the cost of such cells.
+    """
+    if source[:1].isspace():  # leading blank lines or indentation: IPython removes them
+        return True
+    if any(mark in source for mark in _IPYTHON_MARKS):
+        return True
+    return any(line.lstrip()[:1] in (",", ";", "/") for line in source.splitlines())
 
 
 def _magic_call(node: ast.AST) -> tuple[str, str, str | None] | None:

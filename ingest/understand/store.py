@@ -57,20 +57,22 @@ class RenderedFacts:
 
 
 def render_facts(facts: NotebookFacts) -> RenderedFacts:
-    from db.queries.understand import render_cell_rows, render_plot_rows
+    from db.queries.understand import render_cell_rows, render_plain_cell_row, render_plot_rows
 
     v = facts.analyzer_version
     code = unparsed = visual = 0
+    lines: list[bytes] = []
     for cf in facts.cells:
         if cf.cell_type == "code":
             code += 1
             unparsed += not cf.parsed
             visual += cf.is_visualisation
-    cells = render_cell_rows(
-        (cf.position, v, cf.parsed, cf.parse_error, cf.ipython_syntax, cf.imports or None, cf.calls or None, cf.call_names,
-         cf.libraries, cf.stage, cf.stage_evidence, cf.is_visualisation, cf.plot_kinds)
-        for cf in facts.cells
-    )
+            lines.append(render_cell_rows([(
+                cf.position, v, cf.parsed, cf.parse_error, cf.ipython_syntax, cf.imports or None, cf.calls or None,
+                cf.call_names, cf.libraries, cf.stage, cf.stage_evidence, cf.is_visualisation, cf.plot_kinds)]))
+        else:
+            lines.append(render_plain_cell_row(cf.position, v, cf.stage, cf.stage_evidence).encode("utf-8", "replace"))
+    cells = b"".join(lines)
     plots = render_plot_rows(
         (p.cell_position, p.output_position, p.mime, p.interactive, v, p.plot_kinds, p.evidence, p.plot_calls, p.segment,
          p.context_before, p.context_after)
@@ -101,6 +103,15 @@ class CodeAnalyzer:
     """The ingest hook: ``__call__`` runs in the parse workers, ``load`` in the batch transaction."""
 
     version = ANALYZER_VERSION
+
+    def __init__(self) -> None:
+        # Made in the ingesting process before it forks its parse workers: what the analysis loads
+        # lazily (IPython's transformer, the row renderer) is loaded here once, and the workers
+        # inherit it instead of each importing it again.
+        from db.queries import understand  # noqa: F401
+        from ingest.understand.ipython import _manager
+
+        _manager()
 
     def __call__(self, nb: dict) -> RenderedFacts:
         with without_gc():
