@@ -67,17 +67,21 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         path: Any,
         position_context: Any,
     ) -> Any:
-        node = field_details_list[0].node
-        plans = _plans(self.schema)
-        key = (parent_type.name, node.name.value)
         try:
-            plan = plans[key]
-        except KeyError:
-            plan = plans[key] = _plan(self.schema.get_field(parent_type, node.name.value))
-        if plan is not _SLOW and not node.arguments and not _has_middleware(self.middleware_manager):
-            value = _read(plan, source)
-            if value is not _FALLBACK:
-                return value
+            plans = self._field_plans
+        except AttributeError:  # first field of this request: no fast path when middleware wraps resolvers
+            plans = self._field_plans = None if _has_middleware(self.middleware_manager) else _plans(self.schema)
+        node = field_details_list[0].node
+        if plans is not None and not node.arguments:
+            key = (parent_type.name, node.name.value)
+            try:
+                plan = plans[key]
+            except KeyError:
+                plan = plans[key] = _plan(self.schema.get_field(parent_type, node.name.value))
+            if plan is not _SLOW:
+                value = _read(plan, source)
+                if value is not _FALLBACK:
+                    return value
         return super().execute_field(parent_type, source, field_details_list, path, position_context)
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import event, text
+import strawberry
+from sqlalchemy import create_engine, event, text
 
 from api.app import create_app
 from api.database import UserError
@@ -85,6 +86,61 @@ def test_a_page_of_notebooks_with_everything_costs_a_constant_number_of_statemen
     assert outputs > 100 and images > 50  # the page really has cells, outputs and images to load
     # notebooks page, sources, cells, outputs, output images, notebook images
     assert costs[10] == costs[100] <= 6, costs
+
+
+FAST_PATH_QUERY = """query($sha: String!) {
+  notebook(sha256: $sha) { id dbId sha256 language kernelName metadata nCells ingestedAt
+    sources { kind location member fetchedAt metadata }
+    cells(first: 1000) { nodes { id dbId position cellType cellKey source executionCount metadata attachments
+      outputs { dbId position outputType mimeTypes data metadata executionCount name text ename evalue traceback
+        images { sha256 mime width height sizeBytes url } } } } }
+  search(query: "confusion matrix", first: 5) { nodes { kind rank snippet cell { dbId position } } }
+  stats { notebooks cells notebookBytes }
+}"""
+
+
+@strawberry.type
+class _Thing:
+    count: int
+    names: list[str]
+
+
+@strawberry.type
+class _Things:
+    @strawberry.field
+    def things(self) -> list[_Thing]:
+        return [_Thing(count=1, names=["a"]), _Thing(count=None, names=["b", None])]  # type: ignore[arg-type]
+
+
+def test_the_plain_attribute_fast_path_answers_exactly_as_graphql_core(private_app, real_corpus_url):
+    """api.execution reads scalar attributes without graphql-core's generic path: same answers
+    (ids, enums, lists, JSON, dates, Long), and the same error where a non-null field holds null."""
+    from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+    from api.context import Context
+    from api.execution import FastExecutionContext
+    from api.schema import build_schema
+
+    with create_engine(real_corpus_url).connect() as conn:
+        sha = conn.execute(text(
+            "SELECT sha256 FROM notebook WHERE n_image_outputs > 0 ORDER BY n_outputs DESC LIMIT 1")).scalar()
+    fast, plain = build_schema(public=False), build_schema(public=False)
+    assert fast.execution_context_class is FastExecutionContext
+    plain.execution_context_class = StrawberryGraphQLCoreExecutionContext
+
+    def run_on(schema):
+        ctx = Context(private_app.state.db, max_page_size=1000)
+        return asyncio.run(schema.execute(FAST_PATH_QUERY, variable_values={"sha": sha}, context_value=ctx))
+
+    a, b = run_on(fast), run_on(plain)
+    assert not a.errors and not b.errors
+    assert a.data == b.data and len(a.data["notebook"]["cells"]["nodes"]) > 10
+
+    answers = []
+    for cls in (FastExecutionContext, StrawberryGraphQLCoreExecutionContext):
+        result = strawberry.Schema(query=_Things, execution_context_class=cls).execute_sync("{ things { count names } }")
+        answers.append((result.data, [(e.message, e.path) for e in result.errors or []]))
+    assert answers[0] == answers[1] and answers[0][1]  # null in a non-null field: graphql-core's own error
 
 
 def test_public_transactions_are_read_only_with_a_statement_timeout(real_corpus_url, tmp_path):
