@@ -380,3 +380,41 @@ def test_generated_cell_whose_beginning_does_not_parse_alone_is_analysed_whole()
     cell, plots = analyse(source)
     assert cell.parsed and cell.parse_error is None
     assert "matplotlib.pyplot.plot" in cell.call_names and plots[0].plot_kinds == ["line"]
+
+
+IPYTHON_EDGE_CASES = (
+    "%matplotlib inline", "%matplotlib inline\nimport x\n!ls\n", "!pip install x\n    y = 1\n", "%time x = %who\n",
+    "%timeit?\n", "!ls (\n)\n", "%%time\nx = 1\n", "\n\n%matplotlib inline\nx=1", "  %matplotlib inline\n  x = 1\n",
+    "%env A=1\nprint(1)\nx?\n", "!echo hi\n!echo there\nfiles = !ls\n", "%matplotlib inline \\\nfoo\nbar\n",
+    "%load_ext autoreload\n%autoreload 2\n/print 1\n", ">>> x = 1\n... y\n", "In [1]: x = 1\n", "%pwd\n,f a b\n",
+    "!ls\n;f a\n", "%timeit f(x) # (\ny = (1,\n2)\n", "%timeit np.sum(a)\nx = [\n%who\n]\n", "x = 1\ny = \\\n!ls\n",
+    "print 'x'\n%matplotlib inline\n", "s = '''\n%notmagic\n'''\n%matplotlib inline\n", "if x:\n    %time f()\n",
+    "%matplotlib inline\nprint x\n", "a = 5 % 3\nb = a != 2\n",
+)
+
+
+def test_magics_are_rewritten_exactly_as_ipython_rewrites_them():
+    import ast
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    from ingest.parse import decode_json, to_v4
+    from ingest.understand.ipython import to_python
+    from tests.conftest import real_notebooks
+
+    # every real cell that needs the transformer (it does not parse as Python), and edge cases
+    sources = list(IPYTHON_EDGE_CASES)
+    for path in real_notebooks():
+        nb, _ = to_v4(decode_json(path.read_bytes())[0])
+        for cell in nb["cells"]:
+            text = cell.get("source") or ""
+            text = "".join(text) if isinstance(text, list) else text
+            if cell.get("cell_type") == "code":
+                try:
+                    ast.parse(text)
+                except (SyntaxError, ValueError):
+                    sources.append(text)
+    assert len(sources) > 150
+    manager = TransformerManager()
+    for text in sources:
+        assert to_python(text) == manager.transform_cell(text), text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import warnings
 from contextlib import contextmanager
 from functools import lru_cache
@@ -22,8 +23,78 @@ def _manager():
 
 
 def to_python(source: str) -> str:
-    """Python text of a cell: IPython's TransformerManager turns magics/shell/help into ``get_ipython()`` calls."""
-    return _manager().transform_cell(source)
+    """Python text of a cell: IPython's TransformerManager turns magics/shell/help into ``get_ipython()`` calls.
+
+    The same steps as ``TransformerManager.transform_cell``, with one shortcut. Its token transforms
+    tokenize the whole cell again after each change (the code after special syntax may not tokenize
+    until that syntax is rewritten), so a cell with one ``%matplotlib inline`` is tokenized twice,
+    the most expensive part of analysing it. When the cell's special lines are plain line magics or
+    shell commands at the start of a line (no brackets, quotes, ``?`` or continuation: each one
+    complete logical line), and the code between them is plain Python on its own (so IPython finds
+    nothing to change in it, and it leaves the next line at the start of a logical line), each such
+    line is transformed alone, which gives the text IPython gives for the whole cell.
+    """
+    manager = _manager()
+    if not source.endswith("\n"):
+        source += "\n"
+    lines = source.splitlines(keepends=True)
+    for transform in manager.cleanup_transforms + manager.line_transforms:
+        lines = transform(lines)
+    escapes = [i for i, line in enumerate(lines) if _lone_escape(line)]
+    if not escapes and not _token_marks(lines):  # nothing IPython's token transforms could act on
+        return "".join(lines)
+    if _plain_between(lines, escapes):  # also: no escapes, and the cleaned cell is Python (a %%magic)
+        out: list[str] = []
+        done = 0
+        for i in escapes:
+            out += lines[done:i]
+            out += manager.do_token_transforms([lines[i]])
+            done = i + 1
+        out += lines[done:]
+        return "".join(out)
+    return "".join(manager.do_token_transforms(lines))
+
+
+def _lone_escape(line: str) -> bool:
+    """A line magic or shell command that is one logical line for the tokenizer: no quotes, comment,
+    help mark or continuation, and brackets that close in order."""
+    if line[:1] not in ("%", "!") or any(c in line for c in "'\"#\\?"):
+        return False
+    depth = 0
+    for c in line:
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+_ASSIGNED_ESCAPE = re.compile(r"=[\s\\]*[%!]")
+
+
+def _token_marks(lines: list[str]) -> bool:
+    """Whether IPython's token transforms could find anything: a help mark (?), a logical line that
+    opens with an escape (% ! , ; /), or a magic or shell command assigned (``x = %who``, ``y = !ls``)."""
+    text = "".join(lines)
+    if "?" in text or any(line.lstrip()[:1] in ("%", "!", ",", ";", "/") for line in lines):
+        return True
+    return ("%" in text or "!" in text) and _ASSIGNED_ESCAPE.search(text) is not None
+
+
+def _plain_between(lines: list[str], escapes: list[int]) -> bool:
+    """Whether the lines between the escape lines each compile as Python on their own."""
+    bounds = [-1, *escapes, len(lines)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for a, b in zip(bounds, bounds[1:]):
+            if b - a > 1:
+                try:
+                    compile("".join(lines[a + 1:b]), "<cell>", "exec", dont_inherit=True)
+                except (SyntaxError, ValueError):
+                    return False
+    return True
 
 
 def parse_cell(source: str) -> tuple[ast.Module | None, str | None, bool]:
