@@ -393,6 +393,7 @@ IPYTHON_EDGE_CASES = (
 )
 
 
+@pytest.mark.filterwarnings("ignore::SyntaxWarning", "ignore::DeprecationWarning")
 def test_magics_are_rewritten_exactly_as_ipython_rewrites_them():
     import ast
 

@@ -166,8 +166,10 @@ def _analyze_cells(cells: list[Any], language: str | None) -> NotebookFacts:
             calls, imports, assigned, parsed, visitor = _analyse_code(source, scope, cf)
         cf.imports = [i.as_json() for i in imports]
         cf.calls = [c.as_json() for c in calls[:MAX_CALLS_STORED]]
-        cf.call_names = sorted({c.name for c in calls if c.resolved and not c.name.startswith("<")})[:MAX_CALLS_STORED]
-        cf.libraries = _libraries(imports, calls, scope, visitor.tail_names if visitor else None)
+        # a cell calls the same few things many times: the rules below look at each name once
+        names = {c.name for c in calls if c.resolved and not c.name.startswith("<")}
+        cf.call_names = sorted(names)[:MAX_CALLS_STORED]
+        cf.libraries = _libraries(imports, names, scope, visitor.tail_names if visitor else None)
         notebook_libraries.update(cf.libraries)
 
         # plot kinds: per figure segment, then matched to the figure outputs
@@ -326,17 +328,17 @@ def head_of(source: str, limit: int) -> str | None:
     return "".join(lines[: best[0]])
 
 
-def _libraries(imports: list[Import], calls: list[Call], scope: Scope, tail_names: set[str] | None = None) -> list[str]:
+def _libraries(imports: list[Import], call_names: set[str], scope: Scope, tail_names: set[str] | None = None) -> list[str]:
+    """Top-level libraries of a cell: what it imports, and the roots of the resolved ``call_names``
+    (``<receiver>`` names excluded) that are modules of the notebook's scope."""
     libs = {i.library for i in imports if i.module and not i.module.startswith(".") and i.library != "__future__"}
     module_roots = {v.split(".")[0] for v in scope.names.values()}
     for name in tail_names or ():
         if name in scope.names and name not in scope.functions:
             libs.add(scope.names[name].split(".")[0])
-    for call in calls:
-        if not call.resolved or call.name.startswith("<"):
-            continue
-        root = call.name.split(".")[0]
-        if call.name.startswith(AXES) or call.name.startswith("matplotlib.figure"):
+    for name in call_names:
+        root = name.split(".")[0]
+        if name.startswith(AXES) or name.startswith("matplotlib.figure"):
             libs.add("matplotlib")
         elif root in module_roots and root not in scope.functions:
             libs.add(root)
