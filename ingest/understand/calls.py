@@ -297,6 +297,8 @@ class CellVisitor(ast.NodeVisitor):
 
     def src(self, node: ast.AST) -> str:
         """Source text of a node, sliced from the cell (much cheaper than ast.unparse)."""
+        if node.__class__ is ast.Name and node.id.isascii():  # an ASCII name is its own text
+            return node.id
         lines = self._lines
         if lines is None and self._text is not None:
             lines = self._lines = self._text.splitlines(keepends=True)
@@ -548,12 +550,13 @@ class CellVisitor(ast.NodeVisitor):
         if name is None:
             name, ok = "<expr>." + (node.func.attr if isinstance(node.func, ast.Attribute) else "?"), False
         # subscript chains on unknown roots: df['x'].value_counts().plot -> <df>[].value_counts().plot
+        src = self.src
         call = Call(
             name=name,
-            text=self.src(node.func),
+            text=src(node.func),
             line=getattr(node, "lineno", 0),
-            args=[self.src(a) for a in node.args[:4]],
-            kwargs={kw.arg: self.src(kw.value) for kw in node.keywords if kw.arg},
+            args=[src(a) for a in node.args[:4]],
+            kwargs={kw.arg: src(kw.value) for kw in node.keywords if kw.arg},
             resolved=ok,
             in_def=self._def_depth > 0,
             in_assign=self._assign_depth > 0 or any(k.arg == "inplace" for k in node.keywords),
@@ -568,8 +571,13 @@ class CellVisitor(ast.NodeVisitor):
             self._segment_has_plot = False
         call.segment = self.segment
         self.calls.append(call)
-        # the callee's own receiver/arguments may hold calls (df.groupby(...).mean().plot(...))
-        self.generic_visit(node)
+        # the callee's own receiver/arguments may hold calls (df.groupby(...).mean().plot(...));
+        # visited as generic_visit would (func, args, keywords), without its loop over the fields
+        for child in (node.func, *node.args, *[kw.value for kw in node.keywords]):
+            if child.__class__ not in _LEAVES:
+                if self.truncated:
+                    return
+                (_DISPATCH.get(child.__class__) or self._method(child.__class__))(self, child)
         if self._def_depth == 0:
             if plots:
                 self._segment_has_plot = True
