@@ -97,6 +97,17 @@ def test_every_real_notebook_rebuilds_to_what_nbformat_reads(real_corpus_url):
     assert differences == {}
     # the comparison covers images: every notebook with image outputs got them back byte for byte
     assert sum("image/png" in json.dumps(nb) for nb in rebuilt.values()) > 50
+    # ... including each base64 layout; base64 laid out as Jupyter does (one line, a final newline or not)
+    # is rebuilt from the image bytes, not kept a second time as text in output.data
+    eng = create_engine(real_corpus_url)
+    with eng.connect() as conn:
+        layouts = dict(conn.execute(text("SELECT coalesce(b64_layout, 'one line'), count(*) FROM output_image GROUP BY 1")).all())
+        kept_as_text = conn.execute(
+            text("SELECT count(*) FROM output WHERE data ?| array['image/png', 'image/jpeg', 'image/gif']")
+        ).scalar_one()
+    eng.dispose()
+    assert layouts.get("one_line_nl", 0) > 100 and layouts.get("lines76", 0) > 100, layouts
+    assert kept_as_text == layouts.get("raw", 0)
 
 
 def test_get_by_prefix_and_not_found(real_corpus_url):
