@@ -32,10 +32,10 @@ SPACE_TABLES = {"code": "code_embedding", "text": "text_embedding", "image": "im
 # the column each space's table uses to point at what was embedded
 SPACE_KEYS = {"code": "cell_id", "text": "cell_id", "image": "image_sha256"}
 # denser graphs than pgvector's defaults (16, 64): hashed n-gram vectors are far apart from one
-# another, and a graph walk needs more links to find its way (recall@10 at 20,000 code vectors,
-# ef_search=100: 0.65 with 16/64, 0.78 with 24/128; tests/benchmarks/vectors.py)
-HNSW_M = 24
-HNSW_EF_CONSTRUCTION = 128
+# another, and a graph walk needs more links to find its way. tests/benchmarks/vectors.py, 100,000
+# code vectors, ef_search=100: recall@10 0.78 with 24/128, 0.85 with 32/200 (index build 3x longer)
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 200
 
 _SAFE_NAME = re.compile(r"^[\w.@:/+\-]{1,200}$")
 

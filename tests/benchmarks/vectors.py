@@ -56,6 +56,7 @@ from sqlmodel import Session  # noqa: E402
 
 from db import schema  # noqa: E402
 from db.queries import similarity as sim  # noqa: E402
+from db.models.embedding import HNSW_EF_CONSTRUCTION, HNSW_M  # noqa: E402
 from db.queries.filters import CellFilter, ImageFilter, NotebookFilter  # noqa: E402
 from db.server import embedded_uri, stop_embedded  # noqa: E402
 from ingest.embed import get_embedder  # noqa: E402
@@ -268,6 +269,17 @@ def plan_of(session: Session, sql_fn) -> str:
 # ---------------------------------------------------------------- the run
 
 
+def recall_within(approx: list, exact: list, tolerance: float) -> float:
+    """A diagnostic beside the recall: a result counts if it is at most ``tolerance`` farther than the
+    exact 10th. Hashed n-gram vectors put many unrelated items at nearly the same distance behind
+    the real neighbours (gaps of 0.001 in cosine distance), so this tells a near-tie the graph
+    walk missed from a real neighbour it missed. The targets are judged on ``recall_at_10``."""
+    if not exact:
+        return 1.0
+    kth = exact[-1].distance
+    return min(len(exact), sum(1 for n in approx if n.distance <= kth + tolerance)) / len(exact)
+
+
 def recall_at_10(approx: list, exact: list) -> float:
     """Share of the exact top-10 matched, counting ties: a result as near as the exact 10th counts.
 
@@ -363,6 +375,7 @@ def bench_space(space: str, base: list, args, engine, pool_ctx) -> dict:
         session.execute(text("ANALYZE"))
         session.commit()
         result["hnsw_build_seconds"] = round(build_ms / 1000, 1)
+        result["hnsw_params"] = {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "model": f"{ref.name} v{ref.version}"}
         result["dimension"] = ref.dimension
         result["stored_vectors"] = session.execute(text(f"SELECT count(*) FROM {space}_embedding WHERE embedding IS NOT NULL")).scalar_one()
 
@@ -401,7 +414,9 @@ def bench_space(space: str, base: list, args, engine, pool_ctx) -> dict:
             approx, approx_ms = zip(*[timed(lambda v=v: run(session, v, ef=ef)) for v in qvecs])
             recall = np.mean([recall_at_10(a, e) for a, e in zip(approx, exact)])
             same_ids = np.mean([id_recall_at_10(a, e) for a, e in zip(approx, exact)])
-            sweep[ef] = {"recall_at_10": round(float(recall), 4), "same_row_ids": round(float(same_ids), 4), "median_ms": round(statistics.median(approx_ms), 2),
+            near = np.mean([recall_within(a, e, 0.01) for a, e in zip(approx, exact)])
+            sweep[ef] = {"recall_at_10": round(float(recall), 4), "same_row_ids": round(float(same_ids), 4),
+                         "recall_within_0.01_of_the_10th": round(float(near), 4), "median_ms": round(statistics.median(approx_ms), 2),
                          "latency_ratio_exact_over_hnsw": round(statistics.median(exact_ms) / statistics.median(approx_ms), 1)}
         result["unfiltered"] = {"exact_median_ms": round(statistics.median(exact_ms), 2), "by_ef_search": sweep}
 
@@ -412,6 +427,7 @@ def bench_space(space: str, base: list, args, engine, pool_ctx) -> dict:
             "exact_median_ms": round(statistics.median(exact_f_ms), 2),
             "hnsw_iterative_median_ms": round(statistics.median(approx_f_ms), 2),
             "recall_at_10": round(float(recall_f), 4),
+            "recall_within_0.01_of_the_10th": round(float(np.mean([recall_within(a, e, 0.01) for a, e in zip(approx_f, exact_f)])), 4),
             "rows_returned_mean": round(float(np.mean([len(a) for a in approx_f])), 2),
             "latency_ratio_exact_over_hnsw": round(statistics.median(exact_f_ms) / statistics.median(approx_f_ms), 1),
         }
