@@ -252,7 +252,10 @@ def main() -> None:
         postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
         try:
             floor(files)  # warm the page cache: every figure reads from memory
-            floor_s = min(floor(files) for _ in range(args.repeat))
+            # The floor is also measured before every nbatlas run below: this machine's speed drifts
+            # by up to 2x between seconds (a shared VM), and a floor taken only at the start can
+            # catch a slow or a fast moment that the nbatlas runs never see.
+            floor_samples = [floor(files) for _ in range(args.repeat)]
             cpu_started = time.process_time()
             floor(files)
             floor_cpu = time.process_time() - cpu_started
@@ -266,8 +269,10 @@ def main() -> None:
                     if analyzer is None and args.no_analysis_overhead and args.analyze:
                         continue
                     url = fresh(server)
+                    floor_samples.append(floor(files))
                     into.append(nbatlas(url, args.workers, Path(tmp) / f"home{i}{analyzer or ''}", analyzer, postmaster))
                     drop(server, url)
+            floor_s = min(floor_samples)
             runs = analysed_runs if args.analyze else plain_runs
             nbatlas_s, report = min(runs, key=lambda r: r[0])
             overhead = None
@@ -313,6 +318,7 @@ def main() -> None:
         "load_average_before": os.getloadavg(),
         "repeat": args.repeat,
         "floor_seconds": round(floor_s, 3),
+        "floor_samples_seconds": [round(x, 3) for x in floor_samples],
         "floor_orjson_seconds": round(floor_orjson_s, 3),
         "nbatlas_seconds": round(nbatlas_s, 3),
         "nbatlas_runs_seconds": [round(r[0], 3) for r in runs],
