@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from sqlalchemy import Engine
@@ -15,6 +17,21 @@ console = Console(stderr=True)
 def fail(message: str, code: int = 1) -> "NoReturn":  # noqa: F821
     console.print(f"[bold red]error:[/] {message}")
     raise SystemExit(code)
+
+
+@contextmanager
+def api_errors(url: str) -> Iterator[None]:
+    """A failing API client (report, inspect) ends the command with the server's address and the reason."""
+    from analysis.client import NbatlasError
+
+    try:
+        yield
+    except NbatlasError as exc:
+        fail(f"the API at {url} refused a query: {exc}")
+    except Exception as exc:  # httpx transport errors: the server is not there
+        if type(exc).__module__.startswith("httpx"):
+            fail(f"cannot reach the API at {url}: {exc}")
+        raise
 
 
 def open_engine(settings: Settings | None = None, *, upgrade_empty: bool = True) -> Engine:

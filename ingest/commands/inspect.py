@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ingest.commands._common import console, fail
+from ingest.commands._common import api_errors, console, fail
 
 app = typer.Typer()
 
@@ -30,7 +30,7 @@ def inspect(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from analysis.client import NbatlasClient, NbatlasError
+    from analysis.client import NbatlasClient
     from analysis.inspect import inspect_notebook, render_html, render_terminal
     from db.settings import get_settings
     from ingest.commands.report import _given, _private_server
@@ -45,19 +45,13 @@ def inspect(
     with server_cm as url:
         bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                        console=console, transient=True)
-        try:
+        with api_errors(url):
             with bar, NbatlasClient(url, token) as api:
                 task = bar.add_task("searching the corpus", total=None)
                 result = inspect_notebook(
                     api, local, neighbours=neighbours, thumbnails=html is not None,
                     on_progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
-        except NbatlasError as exc:
-            fail(f"the API at {url} refused a query: {exc}")
-        except Exception as exc:  # httpx transport errors: the server is not there
-            if type(exc).__module__.startswith("httpx"):
-                fail(f"cannot reach the API at {url}: {exc}")
-            raise
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(render_html(result), encoding="utf-8")

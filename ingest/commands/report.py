@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from ingest.commands._common import console, fail
+from ingest.commands._common import api_errors, console, fail
 
 app = typer.Typer()
 
@@ -83,7 +83,7 @@ def report(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from analysis.client import NbatlasClient, NbatlasError
+    from analysis.client import NbatlasClient
     from analysis.report import FilterError, build_report, notebook_filter
     from analysis.studies import STUDIES
 
@@ -91,7 +91,7 @@ def report(
     with server_cm as url:
         bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                        console=console, transient=False)
-        try:
+        with api_errors(url):
             with NbatlasClient(url, token) as api:
                 try:
                     flt = notebook_filter(api, filters or [])
@@ -101,12 +101,6 @@ def report(
                     task = bar.add_task("querying", total=len(STUDIES))
                     sections = build_report(api, out, notebook_filter=flt, filter_text=filters or [],
                                             on_step=lambda name: bar.update(task, advance=1, description=name))
-        except NbatlasError as exc:
-            fail(f"the API at {url} refused a query: {exc}")
-        except Exception as exc:  # httpx transport errors: the server is not there
-            if type(exc).__module__.startswith("httpx"):
-                fail(f"cannot reach the API at {url}: {exc}")
-            raise
     for s in sections:
         mark = "[green]ok[/]" if s.has_data else "[yellow]no data[/]"
         console.print(f"  {mark}  {s.title}")

@@ -256,15 +256,8 @@ def _analyse_code(source: str, scope: Scope, cf: CellFacts) -> tuple[list[Call],
         visitor.visit(tree)
         return visitor.calls, visitor.imports, visitor.assigned_columns, True, visitor
     # token fallback: imports line by line, calls from the token stream
-    imports: list[Import] = []
     visitor = CellVisitor(scope)
-    for line in source.splitlines():
-        stripped = line.strip()
-        if stripped.startswith(("import ", "from ")):
-            try:
-                visitor.visit(ast.parse(stripped))
-            except SyntaxError:
-                continue
+    _scan_imports(source, visitor)
     imports = visitor.imports
     calls = token_calls(source, scope)
     segment, has_plot = 0, False
@@ -284,14 +277,19 @@ _NAME_BEFORE_DOT = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\.")
 def _scan_tail(tail: str, visitor: CellVisitor) -> None:
     """What the unanalysed rest of a long cell still tells cheaply: its imports (recorded, and in scope
     for the following cells) and the libraries its names refer to (``pl.col`` -> polars)."""
-    for line in tail.splitlines():
+    _scan_imports(tail, visitor)
+    visitor.tail_names = set(_NAME_BEFORE_DOT.findall(tail))
+
+
+def _scan_imports(source: str, visitor: CellVisitor) -> None:
+    """Imports line by line, for code that does not parse as a whole (or is not parsed whole)."""
+    for line in source.splitlines():
         stripped = line.strip()
         if stripped.startswith(("import ", "from ")):
             try:
                 visitor.visit(ast.parse(stripped))
             except SyntaxError:
                 continue
-    visitor.tail_names = set(_NAME_BEFORE_DOT.findall(tail))
 
 
 _NOT_A_STATEMENT = tuple("#)]},.+-*/%&|^<>=!\"'\\@")
