@@ -121,12 +121,8 @@ def libraries_per_stage(api: NbatlasClient, out: Path, nf: dict | None = None) -
     rows = _plot_counts(api, ["STAGE", "PLOT_LIBRARY"], _plot_filter(nf))
     rows = [((s or "unknown"), lib, n) for (s, lib), n in rows if lib]
     if not rows:
-        return Section(name, title, "No figure in the corpus has a resolved plotting call yet (run `nbatlas understand`).", has_data=False)
-    table: dict[str, Counter] = defaultdict(Counter)
-    for stage, lib, n in rows:
-        table[stage][lib] += n
-    stages = _stage_order(api, table)
-    rows.sort(key=lambda r: (stages.index(r[0]), -r[2], r[1]))
+        return Section(name, title, "No figure in the corpus has a resolved plotting call yet (run `nbatlas analyze`).", has_data=False)
+    table, stages = _by_stage(api, rows)
     csv_path = _write_csv(out / f"{name}.csv", ["stage", "library", "figures"], rows)
     png = _stacked_bars(out / f"{name}.png", stages, table, title, "figures drawn by the library")
     totals: Counter = Counter()
@@ -140,6 +136,17 @@ def libraries_per_stage(api: NbatlasClient, out: Path, nf: dict | None = None) -
         + _markdown_table(["stage", "most used library", "figure-library pairs"], top_per_stage)
     )
     return Section(name, title, md, csv_path, [png])
+
+
+def _by_stage(api: NbatlasClient, rows: list[tuple[str, str, int]]) -> tuple[dict[str, Counter], list[str]]:
+    """(stage, value, count) rows as a stage -> Counter table and the stages in pipeline order; the
+    rows are sorted in place the same way (stage order, then most counted first)."""
+    table: dict[str, Counter] = defaultdict(Counter)
+    for stage, value, n in rows:
+        table[stage][value] += n
+    stages = _stage_order(api, table)
+    rows.sort(key=lambda r: (stages.index(r[0]), -r[2], r[1]))
+    return table, stages
 
 
 # --- (b) plot kinds per stage, evaluation plots ---------------------------------------------------
@@ -162,12 +169,8 @@ def plot_kinds_per_stage(api: NbatlasClient, out: Path, nf: dict | None = None) 
     name, title = "plot_kinds_per_stage", "Plot kinds per ML stage, and evaluation plots"
     rows = [((s or "unknown"), k, n) for (s, k), n in _plot_counts(api, ["STAGE", "PLOT_KIND"], _plot_filter(nf)) if k]
     if not rows:
-        return Section(name, title, "No figure in the corpus has a plot kind yet (run `nbatlas understand`).", has_data=False)
-    table: dict[str, Counter] = defaultdict(Counter)
-    for stage, kind, n in rows:
-        table[stage][kind] += n
-    stages = _stage_order(api, table)
-    rows.sort(key=lambda r: (stages.index(r[0]), -r[2], r[1]))
+        return Section(name, title, "No figure in the corpus has a plot kind yet (run `nbatlas analyze`).", has_data=False)
+    table, stages = _by_stage(api, rows)
     csv_path = _write_csv(out / f"{name}.csv", ["stage", "plot_kind", "figures"], rows)
     png = _stacked_bars(out / f"{name}.png", stages, table, "Plot kinds per ML stage", "figures of the kind")
 
