@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine
 from sqlmodel import Session
 
 from db import schema
+from db.server import create_database, drop_database
 from db.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,30 +56,15 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     shutil.rmtree(home, ignore_errors=True)
 
 
-def _create_database(server_url: str, name: str) -> str:
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-def _drop_database(server_url: str, name: str) -> None:
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 @pytest.fixture(scope="session")
 def engine(server_url: str) -> Iterator[Engine]:
     name = f"nbatlas_test_{uuid.uuid4().hex[:8]}"
-    url = _create_database(server_url, name)
+    url = create_database(server_url, name)
     eng = create_engine(url)
     schema.upgrade(eng)
     yield eng
     eng.dispose()
-    _drop_database(server_url, name)
+    drop_database(server_url, name)
 
 
 @pytest.fixture
@@ -99,7 +84,7 @@ def fresh_database(server_url: str) -> Iterator[Callable[..., str]]:
 
     def make(*, migrate: bool = True) -> str:
         name = f"nbatlas_fresh_{uuid.uuid4().hex[:8]}"
-        url = _create_database(server_url, name)
+        url = create_database(server_url, name)
         created.append(name)
         if migrate:
             eng = create_engine(url)
@@ -109,7 +94,7 @@ def fresh_database(server_url: str) -> Iterator[Callable[..., str]]:
 
     yield make
     for name in created:
-        _drop_database(server_url, name)
+        drop_database(server_url, name)
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +104,7 @@ def real_corpus_url(server_url: str, tmp_path_factory: pytest.TempPathFactory) -
     from ingest.local import ingest_paths
 
     name = f"nbatlas_real_{uuid.uuid4().hex[:8]}"
-    url = _create_database(server_url, name)
+    url = create_database(server_url, name)
     eng = create_engine(url)
     schema.upgrade(eng)
     home = tmp_path_factory.mktemp("real_corpus_home")
@@ -128,7 +113,7 @@ def real_corpus_url(server_url: str, tmp_path_factory: pytest.TempPathFactory) -
     assert report.notebooks_added > 0 and report.status == "finished", report
     eng.dispose()
     yield url
-    _drop_database(server_url, name)
+    drop_database(server_url, name)
 
 
 @pytest.fixture(scope="session")

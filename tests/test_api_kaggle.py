@@ -18,7 +18,7 @@ from sqlmodel import Session
 from api.app import create_app
 from db import schema
 from db.settings import Settings
-from tests.conftest import _create_database, _drop_database
+from db.server import create_database, drop_database
 from tests.fake_kaggle import FakeKaggle, build_catalog
 from tests.test_api_schema import gql
 from tests.test_kaggle import make_client
@@ -55,7 +55,7 @@ def mined(server_url, tmp_path_factory):
     from ingest.kaggle.mine import MiningSpec, mine_kaggle
 
     name = f"nbatlas_kaggle_api_{uuid.uuid4().hex[:8]}"
-    url = _create_database(server_url, name)
+    url = create_database(server_url, name)
     eng = create_engine(url)
     schema.upgrade(eng)
     home = tmp_path_factory.mktemp("kaggle_api")
@@ -74,7 +74,7 @@ def mined(server_url, tmp_path_factory):
     assert len(malformed) == 1 and report.invalid == 1
     pulled = [k for ref, k in listed.items() if k is not malformed[0]]
     yield url, catalog, pulled, malformed[0], report.run_id
-    _drop_database(server_url, name)
+    drop_database(server_url, name)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from sqlmodel import Session
 from api.app import create_app
 from db import schema
 from db.settings import Settings
-from tests.conftest import _create_database, _drop_database
+from db.server import create_database, drop_database
 from tests.test_api_schema import gql
 
 PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2]);\nplt.show()"
@@ -55,7 +55,7 @@ def make_reproduced(server_url, tmp_path_factory):
         nbformat.write(nb, folder / f"{name}.ipynb")
 
     db_name = f"nbatlas_runs_{uuid.uuid4().hex[:8]}"
-    url = _create_database(server_url, db_name)
+    url = create_database(server_url, db_name)
     engine = create_engine(url)
     schema.upgrade(engine)
     home = tmp_path_factory.mktemp("runs-home")
@@ -73,7 +73,7 @@ def make_reproduced(server_url, tmp_path_factory):
     assert statuses == {"same": "ok", "missing": "error", "changed": "ok"}, statuses
     engine.dispose()
     yield url, ids, request_id, home
-    _drop_database(server_url, db_name)
+    drop_database(server_url, db_name)
 
 
 @pytest.fixture(scope="module")

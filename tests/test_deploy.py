@@ -35,11 +35,11 @@ def public_db(server_url, tmp_path_factory):
     """(admin url, role url, role name): a database migrated with the public role's variables set,
     holding real notebooks."""
     from ingest.local import ingest_paths
-    from tests.conftest import _create_database, _drop_database
+    from db.server import create_database, drop_database
 
     role = f"nbatlas_pub_{uuid.uuid4().hex[:8]}"
     name = f"nbatlas_deploy_{uuid.uuid4().hex[:8]}"
-    url = _create_database(server_url, name)
+    url = create_database(server_url, name)
     eng = create_engine(url)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NBATLAS_PUBLIC_ROLE", role)
@@ -53,7 +53,7 @@ def public_db(server_url, tmp_path_factory):
     eng.dispose()
     role_url = make_url(url).set(username=role, password=PASSWORD).render_as_string(hide_password=False)
     yield url, role_url, role
-    _drop_database(server_url, name)
+    drop_database(server_url, name)
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))

@@ -33,7 +33,8 @@ from ingest.embed import get_embedder
 from ingest.embed.image import load_rgb
 from ingest.embed.job import embed
 from ingest.embed.phash import phash_bits
-from tests.conftest import REAL_CORPUS, REPO, _create_database, _drop_database, cli_env, real_notebooks
+from db.server import create_database, drop_database
+from tests.conftest import REAL_CORPUS, REPO, cli_env, real_notebooks
 
 LABELS = REPO / "tests" / "data" / "labels" / "plot_kinds.csv"
 MAGIC = re.compile(r"^\s*[%!?]")
@@ -52,7 +53,7 @@ def corpus(request, server_url, tmp_path_factory):
         from ingest.local import ingest_paths
 
         owned = f"nbatlas_embed_{uuid.uuid4().hex[:8]}"
-        url = _create_database(server_url, owned)
+        url = create_database(server_url, owned)
         eng = create_engine(url)
         schema.upgrade(eng)
         with Session(eng) as session:
@@ -65,7 +66,7 @@ def corpus(request, server_url, tmp_path_factory):
     yield engine, settings, report
     engine.dispose()
     if owned:
-        _drop_database(server_url, owned)
+        drop_database(server_url, owned)
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ from sqlmodel import Session
 from analysis.inspect import SECTIONS
 from db import schema
 from db.settings import Settings
-from tests.conftest import BROKEN_CORPUS, REAL_CORPUS, _create_database, _drop_database, cli_env
+from db.server import create_database, drop_database
+from tests.conftest import BROKEN_CORPUS, REAL_CORPUS, cli_env
 from tests.test_api import NBATLAS, TIMEOUT, serve
 
 AUTHOR = "Carl-McBride-Ellis__My-kaggle-notebooks__files__"
@@ -44,7 +45,7 @@ def corpus(server_url, tmp_path_factory):
     files = [p for p in sorted(REAL_CORPUS.glob(f"{AUTHOR}*.ipynb")) if p != HELD_OUT]
     assert IN_CORPUS in files and len(files) > 10
     name = f"nbatlas_inspect_{uuid.uuid4().hex[:8]}"
-    url = _create_database(server_url, name)
+    url = create_database(server_url, name)
     engine = create_engine(url)
     schema.upgrade(engine)
     home = tmp_path_factory.mktemp("inspect") / "home"
@@ -63,7 +64,7 @@ def corpus(server_url, tmp_path_factory):
     assert status in ("ok", "error")
     yield url, home, engine
     engine.dispose()
-    _drop_database(server_url, name)
+    drop_database(server_url, name)
 
 
 @pytest.fixture(scope="module")

@@ -249,7 +249,7 @@ def kaggle_split_url(server_url, tmp_path_factory) -> str:
     from db import schema
     from db.settings import Settings
     from ingest.kaggle.archives import ArchiveSelection, import_archive
-    from tests.conftest import _create_database, _drop_database
+    from db.server import create_database, drop_database
     from tests.test_archives import code_path, write_csv
 
     base = tmp_path_factory.mktemp("kaggle_split")
@@ -282,7 +282,7 @@ def kaggle_split_url(server_url, tmp_path_factory) -> str:
     write_csv(meta / "Datasets.csv", ["Id", "OwnerUserId", "CurrentDatasetVersionId"], [])
 
     name = f"nbatlas_split_{uuid.uuid4().hex[:8]}"
-    url = _create_database(server_url, name)
+    url = create_database(server_url, name)
     eng = create_engine(url)
     schema.upgrade(eng)
     with Session(eng) as session:
@@ -292,7 +292,7 @@ def kaggle_split_url(server_url, tmp_path_factory) -> str:
     eng.dispose()
     assert (report.files, report.with_metadata, report.imported, report.problems) == (22, 20, 22, 0), report
     yield url
-    _drop_database(server_url, name)
+    drop_database(server_url, name)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,8 @@ from sqlmodel import Session
 from db import schema
 from db.settings import Settings
 from ingest.reproduce.outcome import Limits, RunSpec
-from tests.conftest import REAL_CORPUS, _create_database, _drop_database, cli_env
+from db.server import create_database, drop_database
+from tests.conftest import REAL_CORPUS, cli_env
 
 RUNNER = "nbatlas-runner:latest"
 
@@ -259,7 +260,7 @@ def real_database(server_url, tmp_path_factory):
     from ingest.local import ingest_paths
 
     name = f"nbatlas_repro_{uuid.uuid4().hex[:8]}"
-    url = _create_database(server_url, name)
+    url = create_database(server_url, name)
     eng = create_engine(url)
     schema.upgrade(eng)
     with Session(eng) as session:
@@ -267,7 +268,7 @@ def real_database(server_url, tmp_path_factory):
                      settings=Settings(home=tmp_path_factory.mktemp("home"), database_url=url, workers=1))
     yield url, eng
     eng.dispose()
-    _drop_database(server_url, name)
+    drop_database(server_url, name)
 
 
 def _nbatlas(args: list[str], env: dict, **kwargs):

@@ -25,11 +25,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
 from db import schema  # noqa: E402
-from db.server import embedded_uri, stop_embedded  # noqa: E402
+from db.server import create_database, embedded_uri, stop_embedded  # noqa: E402
 from db.settings import Settings  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus" / "real"
@@ -37,11 +36,7 @@ CORPUS = REPO.parent / "shared" / "corpus" / "real"
 
 def fresh(server: str) -> str:
     name = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    url = create_database(server, name)
     eng = create_engine(url)
     schema.upgrade(eng)
     eng.dispose()

@@ -171,15 +171,12 @@ def corpus_database(server: str) -> str:
     from sqlmodel import Session
 
     from db import schema
+    from db.server import create_database
     from db.settings import Settings
     from ingest.local import ingest_paths
 
     name = f"bench_api_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    url = create_database(server, name)
     eng = create_engine(url)
     schema.upgrade(eng)
     with Session(eng) as session:

@@ -44,7 +44,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
 from db import schema  # noqa: E402
-from db.server import embedded_uri, stop_embedded  # noqa: E402
+from db.server import create_database, drop_database, embedded_uri, stop_embedded  # noqa: E402
 from db.settings import Settings  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus" / "real"
@@ -53,11 +53,7 @@ RASTER = ("image/png", "image/jpeg", "image/gif", "png", "jpeg")
 
 def fresh(server: str, *, without_search_vector: bool = False) -> str:
     name = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    url = create_database(server, name)
     eng = create_engine(url)
     schema.upgrade(eng)
     if without_search_vector:  # to show what maintaining full-text search costs an ingest
@@ -68,10 +64,7 @@ def fresh(server: str, *, without_search_vector: bool = False) -> str:
 
 
 def drop(server: str, url: str) -> None:
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
+    drop_database(server, make_url(url).database)
 
 
 def _images(nb: dict):

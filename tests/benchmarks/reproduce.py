@@ -35,8 +35,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 from sqlmodel import Session  # noqa: E402
+
+from db.server import create_database  # noqa: E402
 
 REAL = REPO.parent / "shared" / "corpus" / "real"
 # small real notebooks that run without errors or fail early for real reasons: a typical mix
@@ -65,12 +66,7 @@ def _sample(k: int) -> list[Path]:
 
 
 def _database(server_url: str) -> str:
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    name = f"bench_repro_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    return create_database(server_url, f"bench_repro_{uuid.uuid4().hex[:8]}")
 
 
 def _throughput(url: str, docker_factory, image: str, concurrency: int, where) -> dict:

@@ -51,14 +51,13 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
 from db import schema  # noqa: E402
 from db.queries import similarity as sim  # noqa: E402
 from db.models.embedding import HNSW_EF_CONSTRUCTION, HNSW_M  # noqa: E402
 from db.queries.filters import CellFilter, ImageFilter, NotebookFilter  # noqa: E402
-from db.server import embedded_uri, stop_embedded  # noqa: E402
+from db.server import create_database, embedded_uri, stop_embedded  # noqa: E402
 from ingest.embed import get_embedder  # noqa: E402
 from ingest.embed.image import load_rgb  # noqa: E402
 from ingest.embed.phash import phash_of  # noqa: E402
@@ -193,11 +192,7 @@ def _embed_pil(embedder, imgs: list[Image.Image]) -> np.ndarray:
 
 def fresh_database(server: str) -> str:
     name = f"bench_vectors_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    url = create_database(server, name)
     eng = create_engine(url)
     schema.upgrade(eng)
     eng.dispose()
