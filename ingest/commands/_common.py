@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -47,3 +51,55 @@ def open_engine(settings: Settings | None = None, *, upgrade_empty: bool = True)
         where = settings.database_url or f"embedded server in {settings.pgdata}"
         fail(f"cannot open the database ({where}): {exc}")
     sys.exit(1)
+
+
+def api_server(url: str | None, timeout: float = 120.0):
+    """The API the client commands (report, inspect) talk to: ``url`` when given, else a private
+    `nbatlas serve` started for the duration of the block."""
+    return _given(url) if url else _private_server(timeout)
+
+
+@contextmanager
+def _given(url: str) -> Iterator[str]:
+    yield url
+
+
+@contextmanager
+def _private_server(timeout: float) -> Iterator[str]:
+    """`nbatlas serve` on a free local port, on the configured database, for as long as the block runs.
+    A subprocess, so the report is a client of the API like any other analysis script."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingest.cli", "serve", "--port", str(port), "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                fail(f"the private API server could not start:\n{err.strip()}")
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                fail(f"the private API server did not answer {base}/health within {timeout:.0f} s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr:
+            proc.stderr.close()

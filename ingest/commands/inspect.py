@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ingest.commands._common import api_errors, console, fail
+from ingest.commands._common import api_errors, api_server, console, fail
 
 app = typer.Typer()
 
@@ -33,7 +33,6 @@ def inspect(
     from analysis.client import NbatlasClient
     from analysis.inspect import inspect_notebook, render_html, render_terminal
     from db.settings import get_settings
-    from ingest.commands.report import _given, _private_server
     from ingest.inspect import NotebookUnreadable, describe_notebook
 
     settings = get_settings()
@@ -41,8 +40,7 @@ def inspect(
         local = describe_notebook(notebook, max_file_bytes=settings.max_file_bytes, max_image_pixels=settings.max_image_pixels)
     except NotebookUnreadable as exc:
         fail(str(exc))
-    server_cm = _private_server() if not server else _given(server)
-    with server_cm as url:
+    with api_server(server) as url:
         bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                        console=console, transient=True)
         with api_errors(url):

@@ -2,61 +2,13 @@
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
-from ingest.commands._common import api_errors, console, fail
+from ingest.commands._common import api_errors, api_server, console, fail
 
 app = typer.Typer()
-
-
-@contextmanager
-def _private_server(timeout: float = 120.0) -> Iterator[str]:
-    """`nbatlas serve` on a free local port, on the configured database, for as long as the block runs.
-    A subprocess, so the report is a client of the API like any other analysis script."""
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ingest.cli", "serve", "--port", str(port), "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                fail(f"the private API server could not start:\n{err.strip()}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                fail(f"the private API server did not answer {base}/health within {timeout:.0f} s")
-            time.sleep(0.2)
-        yield base
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
 
 
 @app.command()
@@ -87,8 +39,7 @@ def report(
     from analysis.report import FilterError, build_report, notebook_filter
     from analysis.studies import STUDIES
 
-    server_cm = _private_server() if not server else _given(server)
-    with server_cm as url:
+    with api_server(server) as url:
         bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                        console=console, transient=False)
         with api_errors(url):
@@ -105,8 +56,3 @@ def report(
         mark = "[green]ok[/]" if s.has_data else "[yellow]no data[/]"
         console.print(f"  {mark}  {s.title}")
     console.print(f"wrote [bold]{out / 'report.md'}[/] and [bold]{out / 'report.html'}[/]")
-
-
-@contextmanager
-def _given(url: str) -> Iterator[str]:
-    yield url
