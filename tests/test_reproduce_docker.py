@@ -309,29 +309,15 @@ def test_real_notebooks_each_end_with_one_scored_run(real_database, runner_image
     assert stored_images >= 1  # the reproduced plot, in the shared image table
 
 
-def test_sigkill_a_worker_mid_run_then_another_finishes_with_one_result_each(
-    fresh_database, runner_image, docker_client, tmp_path, no_leak
-):
-    from ingest.local import ingest_paths
+def _kill_a_worker_mid_run_then_drain(eng, env, runner_image: str, *, workers: int, n_notebooks: int):
+    """Start ``nbatlas reproduce``, SIGKILL it while a job is running, drain the queue with ``nbatlas worker``.
 
-    url = fresh_database()
-    eng = create_engine(url)
-    folder = tmp_path / "twenty"
-    folder.mkdir()
-    for i in range(20):
-        nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_code_cell(f"import time\ntime.sleep(1)\nprint({i} * {i})")]
-        nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
-        nbformat.write(nb, folder / f"n{i:02d}.ipynb")
-    with Session(eng) as session:
-        ingest_paths([folder], session=session, cell_analyzer=None,
-                     settings=Settings(home=tmp_path / "h", database_url=url, workers=1))
-    env = cli_env(url, tmp_path / "home")
-    env.update(NBATLAS_REPRODUCE_HEARTBEAT_S="1", NBATLAS_REPRODUCE_STALLED_AFTER_S="4")
-
-    first = subprocess.Popen([sys.executable, "-m", "ingest.cli", "reproduce", "--image", runner_image, "--workers", "2",
-                              "--timeout", "60", "--quiet"], env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    Returns one row per notebook (runs, worst status, highest attempt) and the job counts by status.
+    """
+    env = {**env, "NBATLAS_REPRODUCE_HEARTBEAT_S": "1", "NBATLAS_REPRODUCE_STALLED_AFTER_S": "4"}
+    first = subprocess.Popen([sys.executable, "-m", "ingest.cli", "reproduce", "--image", runner_image,
+                              "--workers", str(workers), "--timeout", "60", "--quiet"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -354,7 +340,7 @@ def test_sigkill_a_worker_mid_run_then_another_finishes_with_one_result_each(
         killed_mid_run = conn.execute(text(
             "SELECT count(*) FROM procrastinate.procrastinate_jobs WHERE status = 'doing'")).scalar()
         runs_before = conn.execute(text("SELECT count(*) FROM run")).scalar()
-    assert killed_mid_run >= 1 and runs_before < 20
+    assert killed_mid_run >= 1 and runs_before < n_notebooks
 
     second = _nbatlas(["worker", "--drain", "--concurrency", "2"], env, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -362,7 +348,34 @@ def test_sigkill_a_worker_mid_run_then_another_finishes_with_one_result_each(
         per_notebook = conn.execute(text(
             "SELECT n.id, count(r.id) AS runs, min(r.status) AS status, max(r.attempt) AS attempt "
             "FROM notebook n LEFT JOIN run r ON r.notebook_id = n.id GROUP BY n.id")).all()
-        jobs = dict(conn.execute(text("SELECT status::text, count(*) FROM procrastinate.procrastinate_jobs GROUP BY 1")).all())
+        jobs = dict(conn.execute(text(
+            "SELECT status::text, count(*) FROM procrastinate.procrastinate_jobs GROUP BY 1")).all())
+    import tempfile
+
+    assert not list(Path(tempfile.gettempdir()).glob("nbatlas-run-*"))  # the killed worker's job folders, swept too
+    return per_notebook, jobs
+
+
+def test_sigkill_a_worker_mid_run_then_another_finishes_with_one_result_each(
+    fresh_database, runner_image, docker_client, tmp_path, no_leak
+):
+    from ingest.local import ingest_paths
+
+    url = fresh_database()
+    eng = create_engine(url)
+    folder = tmp_path / "twenty"
+    folder.mkdir()
+    for i in range(20):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(f"import time\ntime.sleep(1)\nprint({i} * {i})")]
+        nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+        nbformat.write(nb, folder / f"n{i:02d}.ipynb")
+    with Session(eng) as session:
+        ingest_paths([folder], session=session, cell_analyzer=None,
+                     settings=Settings(home=tmp_path / "h", database_url=url, workers=1))
+    per_notebook, jobs = _kill_a_worker_mid_run_then_drain(eng, cli_env(url, tmp_path / "home"), runner_image,
+                                                           workers=2, n_notebooks=20)
+    with eng.connect() as conn:
         outputs = conn.execute(text("SELECT text FROM run_output WHERE name = 'stdout'")).scalars().all()
     assert len(per_notebook) == 20
     assert all(row.runs == 1 for row in per_notebook), per_notebook
@@ -370,11 +383,37 @@ def test_sigkill_a_worker_mid_run_then_another_finishes_with_one_result_each(
     assert any(row.attempt > 1 for row in per_notebook)  # the killed worker's jobs were retried
     assert jobs.get("doing", 0) == 0 and jobs.get("todo", 0) == 0
     assert sorted(int(t) for t in outputs) == sorted(i * i for i in range(20))
-    import tempfile
-
-    assert not list(Path(tempfile.gettempdir()).glob("nbatlas-run-*"))  # the killed worker's job folders, swept too
     eng.dispose()
     # the killed worker's containers were swept by the second one (no_leak checks the engine is clean)
+
+
+def test_sigkill_a_worker_during_twenty_real_notebooks(fresh_database, runner_image, docker_client, tmp_path, no_leak):
+    """The same kill over real notebooks: the twenty smallest of the corpus (fast to run, many fail to import)."""
+    from ingest.local import ingest_paths
+
+    twenty = sorted(REAL_CORPUS.glob("*.ipynb"), key=lambda p: (p.stat().st_size, p.name))[:20]
+    url = fresh_database()
+    eng = create_engine(url)
+    with Session(eng) as session:
+        report = ingest_paths(twenty, session=session, cell_analyzer=None,
+                              settings=Settings(home=tmp_path / "h", database_url=url, workers=1))
+    assert report.notebooks_added == 20 and not report.problems
+    # one worker at a time, so that the kill lands while a run is in progress and others are still queued
+    per_notebook, jobs = _kill_a_worker_mid_run_then_drain(eng, cli_env(url, tmp_path / "home"), runner_image,
+                                                           workers=1, n_notebooks=20)
+    with eng.connect() as conn:
+        runs = conn.execute(text(
+            "SELECT s.location, r.status, r.attempt, r.failure_class FROM run r "
+            "JOIN source s ON s.notebook_id = r.notebook_id")).all()
+    print("statuses after the kill:", sorted((r.status, r.failure_class or "", r.attempt) for r in runs))
+    assert len(per_notebook) == 20
+    assert all(row.runs == 1 for row in per_notebook), per_notebook
+    assert {r.location.rsplit("/", 1)[-1] for r in runs} == {p.name for p in twenty}
+    assert all(r.status in ("ok", "error", "timeout", "oom") for r in runs), runs
+    assert all(r.status == "ok" or r.failure_class for r in runs), runs  # every failure classified
+    assert any(r.attempt > 1 for r in runs)  # the killed worker's job ran again, and counted once
+    assert jobs.get("doing", 0) == 0 and jobs.get("todo", 0) == 0
+    eng.dispose()
 
 
 def test_sigterm_stops_a_run_cleanly_and_keeps_the_rest_queued(fresh_database, runner_image, docker_client, tmp_path, no_leak):
