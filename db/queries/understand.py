@@ -173,7 +173,7 @@ def store_rendered(*, connection: Any, notebooks: Sequence[tuple], cells: bytes,
                 "CREATE TEMP TABLE IF NOT EXISTS nbatlas_plot_load ("
                 "cell_id bigint, output_position int, mime text, notebook_id bigint, interactive boolean, "
                 "analyzer_version int, plot_kinds text[], evidence jsonb, plot_calls text[], segment int, "
-                "context_before text, context_after text) ON COMMIT DROP"
+                "context_before text, context_after text) ON COMMIT DELETE ROWS"
             )
             with cur.copy(f"COPY nbatlas_plot_load (cell_id, notebook_id, {', '.join(PLOT_RENDER_COLUMNS)}) FROM STDIN") as copy:
                 copy.write(plots)

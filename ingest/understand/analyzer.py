@@ -175,8 +175,10 @@ def _analyze_cells(cells: list[Any], language: str | None) -> NotebookFacts:
         # plot kinds: per figure segment, then matched to the figure outputs
         segments = segments_of(calls)
         outs = figure_outputs(_get(cell, "outputs", []) or [])
-        seg_kinds = [kinds_for_calls(seg) for seg in segments]
         all_kinds, all_evidence = kinds_for_calls([c for seg in segments for c in seg]) if segments else ([], [])
+        # each segment's own kinds matter only when the segments can be matched to the figure outputs
+        per_segment = len(segments) == len(outs) and len(segments) > 1
+        seg_kinds = [kinds_for_calls(seg) for seg in segments] if per_segment else [(all_kinds, all_evidence)] * len(segments)
         cf.is_visualisation = bool(outs) or bool(segments)
         cf.plot_kinds = all_kinds or (["other"] if outs else [])
         kinds_by_cell[position] = (all_kinds, all_evidence, segments)

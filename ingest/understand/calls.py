@@ -313,8 +313,17 @@ class CellVisitor(ast.NodeVisitor):
             line = lines[l0]
             text = line[c0:c1] if line.isascii() else line.encode()[c0:c1].decode(errors="replace")
         else:
-            first, last = lines[l0], lines[l1]
+            first = lines[l0]
             head = first[c0:] if first.isascii() else first.encode()[c0:].decode(errors="replace")
+            if l1 - l0 > 8:
+                # a long expression (a literal, a chained call over many lines), sliced again for every
+                # call inside it: its first lines usually give the whole shortened text. Whitespace
+                # folding of a prefix is a prefix of the folding of the whole, so once the prefix folds
+                # to more than MAX_TEXT characters the shortened text is the same.
+                prefix = " ".join((head + "".join(lines[l0 + 1:l0 + 8])).split())
+                if len(prefix) > MAX_TEXT:
+                    return prefix[: MAX_TEXT - 1] + "…"
+            last = lines[l1]
             tail = last[:c1] if last.isascii() else last.encode()[:c1].decode(errors="replace")
             text = head + "".join(lines[l0 + 1:l1]) + tail
         return _short(text)
