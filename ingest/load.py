@@ -4,8 +4,8 @@ ingest's session or in each parse worker over its own connection (``parse_and_lo
 One batch is one transaction: a notebook lands with all its cells, outputs and images, or not at all.
 Ids come from the tables' own identity sequences (reserved in one round trip), so cells, outputs and
 new images are copied straight into the real tables (images in binary format). Sources and problems
-go through temporary tables and ``INSERT ... ON CONFLICT DO NOTHING``: a place or problem seen
-before is simply not added again.
+are sent as arrays to one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`` each: a
+place or problem seen before is simply not added again.
 
 A concurrent ingest that commits the same notebook first makes our ``COPY`` fail with a unique
 violation: the batch is rolled back and retried, and that notebook is then found present. Any other
@@ -39,14 +39,23 @@ OUTPUT_COLUMNS = (
     "name, text, ename, evalue, traceback, extra"
 )
 
-_TEMP_TABLES = """
-CREATE TEMP TABLE IF NOT EXISTS nbatlas_source_load (
-    sha256 char(64), kind text, location text, member text
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS nbatlas_problem_load (
-    location text, member text, file_sha256 char(64), stage text, severity text, reason text, details jsonb
-) ON COMMIT DELETE ROWS;
-"""
+# Sources and problems are a few rows per batch: sent as arrays and unnested, where temporary tables
+# (ON COMMIT DELETE ROWS) cost a catalog look-up per batch and a truncation per commit
+_INSERT_SOURCES = (
+    "INSERT INTO source (notebook_id, kind, location, member, fetched_at, run_id) "
+    "SELECT n.id, s.kind, s.location, s.member, %s, %s "
+    "FROM unnest(%s::char(64)[], %s::text[], %s::text[], %s::text[]) AS s (sha256, kind, location, member) "
+    "JOIN notebook n ON n.sha256 = s.sha256 "
+    "ON CONFLICT ON CONSTRAINT uq_source_place DO NOTHING"
+)
+_INSERT_PROBLEMS = (
+    "INSERT INTO problem (run_id, location, member, file_sha256, notebook_id, stage, severity, reason, details, found_at) "
+    "SELECT %s, p.location, p.member, p.file_sha256, n.id, p.stage, p.severity, p.reason, p.details::jsonb, %s "
+    "FROM unnest(%s::text[], %s::text[], %s::char(64)[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+    "AS p (location, member, file_sha256, stage, severity, reason, details) "
+    "LEFT JOIN notebook n ON p.severity = 'warning' AND n.sha256 = p.file_sha256 "
+    "ON CONFLICT DO NOTHING"
+)
 
 
 # what a concurrent ingest of the same files can make a batch fail with; the batch is simply retried
@@ -95,6 +104,7 @@ class BatchLoader:
         self.load_analysis = getattr(analyzer, "load", None)
         self.retries = retries
         self.images_known: set[str] = set()  # committed by this loader: never sent twice
+        self.sequences: dict[str, int] = {}  # table -> oid of its id sequence
 
     def _raw(self) -> psycopg.Connection:
         if isinstance(self.session, _Direct):
@@ -162,7 +172,6 @@ class BatchLoader:
         now = datetime.now(timezone.utc)
         images_sent: set[str] = set()
         with raw.cursor() as cur:
-            cur.execute(_TEMP_TABLES)
             unique: dict[str, ParsedNotebook] = {}
             for nb in notebooks:
                 unique.setdefault(nb.sha256, nb)
@@ -177,35 +186,37 @@ class BatchLoader:
             if new:
                 images_sent = self._copy_notebooks(cur, new, now)
             if sources:
-                with cur.copy("COPY nbatlas_source_load (sha256, kind, location, member) FROM STDIN") as copy:
-                    for s in sources:
-                        copy.write_row((s.sha256, s.kind, _clean(s.location), _clean(s.member)))
                 cur.execute(
-                    "INSERT INTO source (notebook_id, kind, location, member, fetched_at, run_id) "
-                    "SELECT n.id, s.kind, s.location, s.member, %s, %s "
-                    "FROM nbatlas_source_load s JOIN notebook n ON n.sha256 = s.sha256 "
-                    "ON CONFLICT ON CONSTRAINT uq_source_place DO NOTHING",
-                    (now, self.run_id),
+                    _INSERT_SOURCES,
+                    (
+                        now,
+                        self.run_id,
+                        [s.sha256 for s in sources],
+                        [s.kind for s in sources],
+                        [_clean(s.location) for s in sources],
+                        [_clean(s.member) for s in sources],
+                    ),
                 )
                 result.sources_added = cur.rowcount
-                cur.execute("DELETE FROM nbatlas_source_load")
             if problems:
-                with cur.copy(
-                    "COPY nbatlas_problem_load (location, member, file_sha256, stage, severity, reason, details) FROM STDIN"
-                ) as copy:
-                    for p in problems:
-                        details = None
-                        if p.details is not None:
-                            details = _clean(orjson.dumps(p.details, default=str).decode("utf-8"))
-                        copy.write_row((_clean(p.location), _clean(p.member), p.file_sha256, p.stage, p.severity, _clean(p.reason), details))
+                details = [
+                    None if p.details is None else _clean(orjson.dumps(p.details, default=str).decode("utf-8"))
+                    for p in problems
+                ]
                 cur.execute(
-                    "INSERT INTO problem (run_id, location, member, file_sha256, notebook_id, stage, severity, reason, details, found_at) "
-                    "SELECT %s, p.location, p.member, p.file_sha256, n.id, p.stage, p.severity, p.reason, p.details, %s "
-                    "FROM nbatlas_problem_load p LEFT JOIN notebook n ON p.severity = 'warning' AND n.sha256 = p.file_sha256 "
-                    "ON CONFLICT DO NOTHING",
-                    (self.run_id, now),
+                    _INSERT_PROBLEMS,
+                    (
+                        self.run_id,
+                        now,
+                        [_clean(p.location) for p in problems],
+                        [_clean(p.member) for p in problems],
+                        [p.file_sha256 for p in problems],
+                        [p.stage for p in problems],
+                        [p.severity for p in problems],
+                        [_clean(p.reason) for p in problems],
+                        details,
+                    ),
                 )
-                cur.execute("DELETE FROM nbatlas_problem_load")
             if counters:
                 sets = ", ".join(f"{name} = %({name})s" for name in counters)
                 cur.execute(f"UPDATE ingest_run SET {sets} WHERE id = %(run_id)s", {**counters, "run_id": self.run_id})
@@ -214,10 +225,13 @@ class BatchLoader:
     def _ids(self, cur, table: str, n: int) -> list[int]:
         if n == 0:
             return []
-        cur.execute(
-            "SELECT array_agg(nextval(pg_get_serial_sequence(%s, 'id'))) FROM generate_series(1, %s)",
-            (table, n),
-        )
+        sequence = self.sequences.get(table)
+        if sequence is None:
+            # looked up once: pg_get_serial_sequence in the query below would run (a pg_depend scan)
+            # once per id, a few percent of the server's time of an ingest
+            cur.execute("SELECT pg_get_serial_sequence(%s, 'id')::regclass::oid", (table,))
+            sequence = self.sequences[table] = cur.fetchone()[0]
+        cur.execute("SELECT array_agg(nextval(%s::oid)) FROM generate_series(1, %s)", (sequence, n))
         return cur.fetchone()[0]
 
     def _copy_notebooks(self, cur, new: list[ParsedNotebook], now: datetime) -> set[str]:

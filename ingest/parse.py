@@ -335,7 +335,9 @@ def to_v4(value: Any) -> tuple[dict, int]:
 
 # --- validation: nbformat's schema, checked per cell ---------------------------------------------------
 
-_validators: dict[int, tuple[Callable, dict[str, Callable]] | None] = {}
+_OUTPUT_TYPES = ("execute_result", "display_data", "stream", "error")
+# minor -> (notebook shell, validator per cell type, (code cell without its outputs, validator per output type))
+_validators: dict[int, tuple[Callable, dict[str, Callable], tuple[Callable, dict[str, Callable]] | None] | None] = {}
 KNOWN_V4_MINORS = range(0, 6)
 
 
@@ -454,7 +456,22 @@ def _validators_for(minor: int):
             for cell_type in ("code", "markdown", "raw")
             if f"{cell_type}_cell" in defs
         }
-        result = (_compile(shell), per_type)
+        # The same split once more for the outputs of a code cell: the schema's anyOf tries
+        # execute_result, display_data, stream, error in turn, and fastjsonschema raises (and catches)
+        # an exception for every alternative that does not match; checked against its own
+        # output_type's definition, a valid output raises nothing. (Each definition requires its own
+        # output_type value, so an output is valid for the anyOf exactly when it is for its own type.)
+        fast_code = None
+        if "code_cell" in defs and all(t in defs for t in _OUTPUT_TYPES):
+            bare = copy.deepcopy(defs["code_cell"])
+            outputs = bare.get("properties", {}).get("outputs", {})
+            if outputs.get("items") == {"$ref": "#/definitions/output"} and defs.get("output", {}).get("type") == "object":
+                outputs["items"] = {"type": "object"}
+                fast_code = (
+                    _compile({**bare, "definitions": defs}),
+                    {t: _compile({"$ref": f"#/definitions/{t}", "definitions": defs}) for t in _OUTPUT_TYPES},
+                )
+        result = (_compile(shell), per_type, fast_code)
     _validators[minor] = result
     return result
 
@@ -497,12 +514,14 @@ def validate(nb: dict) -> list[str]:
     validators = _validators_for(minor) if type(minor) is int else None
     if validators is None:
         return violations + _validate_with_nbformat(nb)
-    shell, per_type = validators
+    shell, per_type, fast_code = validators
     try:
         shell(nb)
     except fastjsonschema.JsonSchemaException as exc:
         violations.append(_schema_message(exc, "notebook"))
     for i, cell in enumerate(cells):
+        if fast_code is not None and cell.get("cell_type") == "code" and _valid_code_cell(cell, *fast_code):
+            continue  # otherwise the whole cell's check below words the violation as nbformat's schema does
         check = per_type.get(cell.get("cell_type"))
         if check is None:
             violations.append(f"cell {i} has cell_type {cell.get('cell_type')!r}, which is not code, markdown or raw")
@@ -512,6 +531,21 @@ def validate(nb: dict) -> list[str]:
         except fastjsonschema.JsonSchemaException as exc:
             violations.append(_schema_message(exc, f"cell {i} ({cell['cell_type']})"))
     return violations
+
+
+def _valid_code_cell(cell: dict, bare: Callable, by_output_type: dict[str, Callable]) -> bool:
+    import fastjsonschema
+
+    try:
+        bare(cell)
+        for output in cell.get("outputs") or ():
+            check = by_output_type.get(output.get("output_type")) if isinstance(output, dict) else None
+            if check is None:
+                return False
+            check(output)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
 
 
 def _validate_with_nbformat(nb: dict) -> list[str]:
@@ -566,6 +600,10 @@ def _image_size(blob: bytes) -> tuple[int | None, int | None]:
         return struct.unpack(">II", blob[16:24])
     if blob[:6] in (b"GIF87a", b"GIF89a") and len(blob) >= 10:
         return struct.unpack("<HH", blob[6:10])
+    if blob[:3] == b"\xff\xd8\xff":
+        size = _jpeg_size(blob)
+        if size is not None:
+            return size
     from PIL import Image
 
     # opening reads the header only; the pixel limit is ours (checked by the caller), not Pillow's
@@ -578,6 +616,39 @@ def _image_size(blob: bytes) -> tuple[int | None, int | None]:
         return None, None
     finally:
         Image.MAX_IMAGE_PIXELS = saved
+
+
+# start-of-frame markers: the frame header holds the size (0xC4, 0xC8 and 0xCC are other segments)
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# segments with a length that may come before the first scan (tables, restart interval, APPn, comment)
+_JPEG_SKIP = frozenset({0xC4, 0xCC, 0xDB, 0xDD, 0xFE, *range(0xE0, 0xF0)})
+
+
+def _jpeg_size(blob: bytes) -> tuple[int, int] | None:
+    """A well-formed JPEG's size from its frame header, as Pillow reads it; None for anything unusual
+    (fill bytes, several frames, a frame Pillow refuses), which Pillow then reads itself.
+
+    Pillow's JPEG reader costs ~50 ms to import in each worker, for the few JPEGs a corpus holds.
+    """
+    pos, end, size = 2, len(blob), None
+    while pos + 4 <= end:
+        if blob[pos] != 0xFF:
+            return None
+        marker = blob[pos + 1]
+        length = (blob[pos + 2] << 8) | blob[pos + 3]
+        if length < 2 or pos + 2 + length > end:
+            return None
+        if marker == 0xDA:  # start of scan: the header is over (a height of 0 comes later, in a DNL)
+            return size if size is not None and size[0] and size[1] else None
+        if marker in _JPEG_SOF:
+            # precision, height, width, components: Pillow reads 8-bit L/RGB/CMYK frames only
+            if size is not None or length < 8 or blob[pos + 4] != 8 or blob[pos + 9] not in (1, 3, 4):
+                return None
+            size = ((blob[pos + 7] << 8) | blob[pos + 8], (blob[pos + 5] << 8) | blob[pos + 6])
+        elif marker not in _JPEG_SKIP or (0xE0 <= marker <= 0xEF and length < 16):
+            return None  # APPn Pillow parses (JFIF, Exif, Adobe...) when short may make it give up
+        pos += 2 + length
+    return None
 
 
 def _one_line_b64(text: str, blob: bytes) -> bool:
