@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import hashlib
 import io
 import json
 import os
@@ -32,7 +33,7 @@ from db.settings import Settings
 from ingest.embed import get_embedder
 from ingest.embed.image import load_rgb
 from ingest.embed.job import embed
-from ingest.embed.phash import phash_bits
+from ingest.embed.phash import hamming, phash_bits
 from db.server import create_database, drop_database
 from tests.conftest import REAL_CORPUS, REPO, cli_env, real_notebooks
 
@@ -150,10 +151,12 @@ def test_every_image_resized_and_reencoded_finds_its_original_as_top_duplicate(d
     assert len(rows) > 500
     originals = twins = 0
     misses, distances = [], Counter()
+    copy_vectors = []
     for sha, data in rows:
         copy = _resized_jpeg(bytes(data))
+        copy_vectors.append(embedder.embed([copy])[0])
         found = sim.duplicate_images(
-            session=db, phash=phash_bits(copy), vector=embedder.embed([copy])[0], model=image_model, max_distance=10, first=3
+            session=db, phash=phash_bits(copy), vector=copy_vectors[-1], model=image_model, max_distance=10, first=3
         )
         distances[found[0].distance if found else None] += 1
         if found and found[0].key == sha:
@@ -173,6 +176,22 @@ def test_every_image_resized_and_reencoded_finds_its_original_as_top_duplicate(d
           f"Hamming distance of the top hit: {sorted(distances.items())}")
     assert not misses, f"{len(misses)} of {len(rows)} images did not find their original first: {misses[:3]}"
     assert originals >= 0.97 * len(rows)
+
+    # the descriptor alone (no pHash) is stable too: the copy's nearest stored vector is its original,
+    # or a stored twin of it (pHash within 4 bits)
+    shas = [sha for sha, _ in rows]
+    stored = dict(db.execute(
+        text("SELECT image_sha256, embedding::text FROM image_embedding WHERE model = :m AND model_version = :v AND image_sha256 = ANY(:s)"),
+        {"m": image_model.name, "v": image_model.version, "s": shas},
+    ).all())
+    matrix = np.array([json.loads(stored[sha]) for sha in shas], dtype=np.float32)
+    top = np.argmax(np.array(copy_vectors, dtype=np.float32) @ matrix.T, axis=1)
+    hashes = dict(db.execute(text("SELECT image_sha256, phash::text FROM image_phash WHERE image_sha256 = ANY(:s)"), {"s": shas}).all())
+    first = int(np.sum(top == np.arange(len(shas))))
+    near = sum(int(top[i] == i or hamming(hashes[shas[i]], hashes[shas[top[i]]]) <= 4) for i in range(len(shas)))
+    print(f"descriptor space ({image_model.name} v{image_model.version}): {first} of {len(shas)} copies have their original "
+          f"as nearest vector, {near} the original or a twin")
+    assert near >= 0.96 * len(shas)
 
 
 def test_duplicates_of_a_stored_image_and_errors(db):
@@ -371,31 +390,50 @@ def test_plot_kind_precision_at_5_over_the_default_image_space(db):
         labels = {row["image_sha256"]: set(row["kinds"].split(";")) for row in csv.DictReader(f)}
     model = _ref(db, "image")
     rows = db.execute(
-        text("SELECT image_sha256, embedding::text FROM image_embedding WHERE model = :m AND embedding IS NOT NULL AND image_sha256 = ANY(:s)"),
-        {"m": model.name, "s": list(labels)},
+        text("SELECT image_sha256, embedding::text FROM image_embedding "
+             "WHERE model = :m AND model_version = :v AND embedding IS NOT NULL AND image_sha256 = ANY(:s)"),
+        {"m": model.name, "v": model.version, "s": list(labels)},
     ).all()
     assert len(rows) == len(labels), "every labelled image is in the real corpus"
     shas = [r[0] for r in rows]
     matrix = np.array([json.loads(r[1]) for r in rows], dtype=np.float32)
-    sims = matrix @ matrix.T
-    np.fill_diagonal(sims, -np.inf)
-    nearest = np.argsort(-sims, axis=1)[:, :5]
-    sizes = Counter(k for kinds in labels.values() for k in kinds)
-    per_kind: dict[str, list[float]] = defaultdict(list)
-    for i, sha in enumerate(shas):
-        for kind in labels[sha]:
-            per_kind[kind].append(np.mean([bool(labels[sha] & labels[shas[j]]) for j in nearest[i]]))
-    # kinds with at least 6 images (so 5 same-kind neighbours exist); "other" is no kind
-    scored = {k: float(np.mean(v)) for k, v in per_kind.items() if sizes[k] >= 6 and k != "other"}
-    print("\nprecision@5 of same-kind neighbours, default image space (plot-descriptor):")
+    scored, sizes = _precision_at_5(matrix, [labels[sha] for sha in shas])
+    print(f"\nprecision@5 of same-kind neighbours, default image space ({model.name} v{model.version}):")
     for kind, p in sorted(scored.items(), key=lambda kv: -kv[1]):
         print(f"  {kind:22s} n={sizes[kind]:3d}  {p:.2f}")
     macro = float(np.mean(list(scored.values())))
     print(f"  macro over {len(scored)} kinds: {macro:.3f} (issue 5 target: 0.6)")
-    # a floor against regressions, below the issue's 0.6: the descriptor reaches 0.53, and the kinds
-    # it confuses are visually alike (line vs learning curve, bar vs count vs histogram, confusion
-    # matrix vs correlation heatmap); see the README's embeddings section
-    assert macro >= 0.5
+    # The descriptor's block weights were chosen on the labelled images of half the notebooks (A) and
+    # checked on the other half (B); each half is scored among its own images, on its kinds with 6+
+    notebooks = {row["image_sha256"]: row["notebook"] for row in csv.DictReader(LABELS.open())}
+    for half in "AB":
+        idx = [i for i, sha in enumerate(shas) if _notebook_half(notebooks[sha]) == half]
+        part, _ = _precision_at_5(matrix[idx], [labels[shas[i]] for i in idx])
+        print(f"  half {half} ({'weights chosen here' if half == 'A' else 'held out'}): {len(idx)} images, "
+              f"macro over {len(part)} kinds {np.mean(list(part.values())):.3f}")
+    # a floor against regressions, below the issue's 0.6 (not reached): version 2 scores 0.567 (0.585 on
+    # the held-out half); the kinds it confuses are visually alike (line vs learning curve, bar vs
+    # count vs histogram, confusion matrix vs correlation heatmap); see the README's embeddings section
+    assert macro >= 0.55
+
+
+def _notebook_half(notebook: str) -> str:
+    """A fixed split of the labelled notebooks in two (by the SHA-256 of the notebook's file name)."""
+    return "A" if hashlib.sha256(notebook.encode()).digest()[0] % 2 == 0 else "B"
+
+
+def _precision_at_5(matrix: np.ndarray, kinds: list[set[str]]) -> tuple[dict[str, float], Counter]:
+    """Per kind: mean share of each image's 5 nearest (cosine) sharing a kind with it."""
+    sims = matrix @ matrix.T
+    np.fill_diagonal(sims, -np.inf)
+    nearest = np.argsort(-sims, axis=1)[:, :5]
+    sizes = Counter(k for ks in kinds for k in ks)
+    per_kind: dict[str, list[float]] = defaultdict(list)
+    for i, ks in enumerate(kinds):
+        for kind in ks:
+            per_kind[kind].append(np.mean([bool(ks & kinds[j]) for j in nearest[i]]))
+    # kinds with at least 6 images (so 5 same-kind neighbours exist); "other" is no kind
+    return {k: float(np.mean(v)) for k, v in per_kind.items() if sizes[k] >= 6 and k != "other"}, sizes
 
 
 # ---------------------------------------------------------------- the ml extra

@@ -11,9 +11,20 @@ resizing and JPEG re-encoding move it little):
   picture is filled (a heatmap) versus drawn (a line plot);
 * structure: the ink profile of rows and columns (axes, bars, subplot grids), the length of ink
   runs (a bar is a long vertical run, a marker a short one), how busy the texture is (a photo
-  or a word cloud, not a chart), and the aspect ratio.
+  or a word cloud, not a chart), and the aspect ratio;
+* marks: the 3x3 neighbourhoods of the ink mask at four scales (128, 64, 32 and 16 pixels a
+  side; a coarser cell is inked when any pixel under it is). At full scale they tell a thin line
+  from a dot or a filled area; at the coarse scales the same patterns describe the arrangement of
+  marks (a row of bars, a cloud of points, a grid of cells, a curve), whatever their colour, so
+  they are the blocks that carry most of the plot kind and weigh double.
 
 Each block is L2-normalised and weighted, then the whole vector is normalised again.
+
+Version 2 (from 1): the patterns at 32 and 16 pixels were added and the pattern blocks weigh
+double; the stroke-width blocks (a distance transform, a fifth of the time) and the patterns of
+the coloured pixels alone (no gain on the tuning half, 257 dimensions) were dropped. The
+weights were chosen on half of the labelled plots (tests/data/labels, split by notebook) and
+checked on the other half: precision@5 of same-kind neighbours 0.53 -> 0.57 over all labels.
 """
 
 from __future__ import annotations
@@ -43,12 +54,11 @@ _WEIGHTS = {
     "stats": 1.0,
     "profiles": 1.0,
     "runs": 1.0,
-    "patterns": 1.0,
-    "patterns_coarse": 1.0,
-    "patterns_colour": 1.0,
+    "patterns": 2.0,
+    "patterns_coarse": 2.0,
+    "patterns_quarter": 2.0,
+    "patterns_eighth": 2.0,
     "marks": 1.0,
-    "stroke_colour": 1.0,
-    "stroke_dark": 1.0,
     "aspect": 1.0,
 }
 
@@ -140,6 +150,12 @@ def _patterns(mask: np.ndarray) -> np.ndarray:
     return np.sqrt(hist / (hist.sum() + 1e-6))
 
 
+def _any_pool(mask: np.ndarray, factor: int) -> np.ndarray:
+    """The mask at 1/factor scale, a cell inked when any pixel under it is (thin lines survive)."""
+    side = mask.shape[0] // factor
+    return mask.reshape(side, factor, side, factor).any(axis=(1, 3))
+
+
 def _components(mask: np.ndarray) -> np.ndarray:
     """Connected marks by size x how well they fill their box x elongation, weighted by area."""
     out = np.zeros((5, 4, 3), dtype=np.float32)
@@ -155,15 +171,6 @@ def _components(mask: np.ndarray) -> np.ndarray:
         out[size, fill, shape] += area
     out = out.ravel()
     return np.sqrt(out / (out.sum() + 1e-6))
-
-
-def _stroke(mask: np.ndarray) -> np.ndarray:
-    """Distribution of local stroke width: lines are thin, markers medium, bars and cells thick."""
-    if not mask.any():
-        return np.zeros(8, dtype=np.float32)
-    width = ndimage.maximum_filter(ndimage.distance_transform_edt(mask), size=5)[mask]
-    hist = np.bincount(np.clip(np.log2(width * 2).astype(np.int32), 0, 7), minlength=8).astype(np.float32)
-    return np.sqrt(hist / hist.sum())
 
 
 def _runs(mask: np.ndarray) -> np.ndarray:
@@ -200,7 +207,6 @@ def describe(img: Image.Image) -> dict[str, np.ndarray]:
     # how much colour there is, 0..1: a grey plot's few coloured pixels are JPEG chroma noise, so
     # colour blocks are faded out towards a fixed "no colour" direction instead of amplifying them
     presence = min(1.0, float(coloured.mean()) / 0.02)
-    dark = (grey < 0.6) & ~coloured
     blocks: dict[str, np.ndarray] = {}
 
     # edges of everything (axes, text, marks), and of the coloured marks alone
@@ -234,13 +240,11 @@ def describe(img: Image.Image) -> dict[str, np.ndarray]:
     blocks["runs"] = np.concatenate([_runs(fg), _runs(fg.T), _runs(coloured), _runs(coloured.T)])
 
     # what the marks look like
-    half = fg.reshape(_SIDE // 2, 2, _SIDE // 2, 2).any(axis=(1, 3))
     blocks["patterns"] = _patterns(fg)
-    blocks["patterns_coarse"] = _patterns(half)
-    blocks["patterns_colour"] = _fade(_patterns(coloured), presence)
+    blocks["patterns_coarse"] = _patterns(_any_pool(fg, 2))
+    blocks["patterns_quarter"] = _patterns(_any_pool(fg, 4))
+    blocks["patterns_eighth"] = _patterns(_any_pool(fg, 8))
     blocks["marks"] = _fade(_components(coloured), presence)
-    blocks["stroke_colour"] = _fade(_stroke(coloured), presence)
-    blocks["stroke_dark"] = _stroke(dark)
     blocks["aspect"] = _soft_bins(float(np.log2(w / h)), [-1.5, -0.75, 0.0, 0.5, 1.0, 1.5, 2.5])
     return blocks
 
@@ -254,7 +258,7 @@ def descriptor(img: Image.Image, weights: dict[str, float] | None = None) -> np.
 _BLOCK_SIZES = {
     "edges": _EDGE_GRID * _EDGE_GRID * _EDGE_BINS, "mark_edges": 37, "mark_edges_global": 10, "hue": 19, "grey": 8,
     "stats": 44, "profiles": 4 * _PROFILE, "runs": 32, "patterns": 256, "patterns_coarse": 256,
-    "patterns_colour": 257, "marks": 61, "stroke_colour": 9, "stroke_dark": 8, "aspect": 7,
+    "patterns_quarter": 256, "patterns_eighth": 256, "marks": 61, "aspect": 7,
 }
 DIMENSION = sum(_BLOCK_SIZES[name] for name in _WEIGHTS)
 
@@ -263,7 +267,7 @@ class PlotImageEmbedder:
     """Layout, edge, colour and structure descriptor of a plot (default for the ``image`` space)."""
 
     name = "plot-descriptor"
-    version = "1"
+    version = "2"
     space = "image"
     dimension = DIMENSION
 
