@@ -169,25 +169,42 @@ def _what_is_it(raw: bytes) -> str:
     return ""
 
 
-# every byte a digit or not: a run of 19 digits may be an integer beyond 64 bits
-_DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
-_LONG_DIGITS = b"0" * 19
+# orjson reads an integer beyond 64 bits as a float, and every such float is at least 2**63 in size
+_HUGE = 2.0**63
+
+
+def _has_huge_float(value: Any) -> bool:
+    """Whether the parsed JSON holds a float of 2**63 or more in size (or NaN), which orjson may have
+    made of an integer that the json module keeps exact. Walking the values (strings and keys need no
+    look) is cheaper than scanning every byte of the file for a run of 19 digits."""
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is dict:
+            extend(item.values())
+        elif kind is list:
+            extend(item)
+        elif kind is float and not -_HUGE < item < _HUGE:
+            return True
+    return False
 
 
 def decode_json(raw: bytes) -> tuple[Any, bool, list[FileProblem]]:
     """Parse like nbformat (``json.loads`` on the UTF-8 text). Returns (value, needs_escape_check, notes)."""
     # orjson gives the same values as json.loads for the JSON both accept, in half the time; it refuses
     # (and the json module then reads, or explains) invalid UTF-8, a byte-order mark, lone surrogates,
-    # NaN/Infinity and numbers beyond a double. Only integers beyond 64 bits it would read differently
-    # (as floats): a file with a run of 19 digits anywhere goes to the json module.
-    if _LONG_DIGITS not in raw.translate(_DIGITS):
-        import orjson
+    # NaN/Infinity and numbers beyond a double. Only integers beyond 64 bits it reads differently (as
+    # floats): a file whose values hold a float that large goes to the json module.
+    import orjson
 
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-        else:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if not _has_huge_float(value):
             return value, b"\\u" in raw and codec.MAYBE_UNSTORABLE.search(raw) is not None, []
     notes: list[FileProblem] = []
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import binascii
 import copy
+import json
 import io
 import random
 from pathlib import Path
@@ -118,3 +119,26 @@ def test_output_shortcut_gives_the_schemas_verdicts(real_notebooks):
         assert fast == slow
         broken += bool(fast)
     assert broken > len(real_notebooks)  # the mutations did break the schema
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"n": 18446744073709551616}',  # beyond 64 bits: orjson would give a float
+        '{"a": [1, {"b": -9223372036854775809}]}',
+        '{"n": 123456789012345678901234567890, "x": 0.1}',
+        '{"n": 18446744073709551615, "m": -9223372036854775808}',  # the 64-bit edges stay with orjson
+        '{"n": 1e300, "s": "12345678901234567890123"}',  # a large float, digits in a string
+    ],
+)
+def test_json_values_are_the_json_modules(text):
+    value, _, _ = parse.decode_json(text.encode())
+    expected = json.loads(text)
+    assert value == expected and repr(value) == repr(expected)
+
+
+def test_real_corpus_reads_as_the_json_module_reads_it():
+    for path in sorted(REAL.glob("*.ipynb")):
+        raw = path.read_bytes()
+        value, _, _ = parse.decode_json(raw)
+        assert value == json.loads(raw.decode("utf-8")), path.name
