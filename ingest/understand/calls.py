@@ -560,15 +560,17 @@ class CellVisitor(ast.NodeVisitor):
             name, ok = "<expr>." + (node.func.attr if isinstance(node.func, ast.Attribute) else "?"), False
         # subscript chains on unknown roots: df['x'].value_counts().plot -> <df>[].value_counts().plot
         src = self.src
+        # many calls have no arguments or no keywords (df.head(), plt.show()): no comprehension then
+        args, keywords = node.args, node.keywords
         call = Call(
             name=name,
             text=src(node.func),
             line=getattr(node, "lineno", 0),
-            args=[src(a) for a in node.args[:4]],
-            kwargs={kw.arg: src(kw.value) for kw in node.keywords if kw.arg},
+            args=[src(a) for a in args[:4]] if args else None,
+            kwargs={kw.arg: src(kw.value) for kw in keywords if kw.arg} if keywords else None,
             resolved=ok,
             in_def=self._def_depth > 0,
-            in_assign=self._assign_depth > 0 or any(k.arg == "inplace" for k in node.keywords),
+            in_assign=self._assign_depth > 0 or (bool(keywords) and any(k.arg == "inplace" for k in keywords)),
             via=self._def_name if self._def_depth > 0 else None,
         )
         plots = bool(shape_of(call))
@@ -582,7 +584,8 @@ class CellVisitor(ast.NodeVisitor):
         self.calls.append(call)
         # the callee's own receiver/arguments may hold calls (df.groupby(...).mean().plot(...));
         # visited as generic_visit would (func, args, keywords), without its loop over the fields
-        for child in (node.func, *node.args, *[kw.value for kw in node.keywords]):
+        children = (node.func, *args, *[kw.value for kw in keywords]) if keywords else (node.func, *args) if args else (node.func,)
+        for child in children:
             if child.__class__ not in _LEAVES:
                 if self.truncated:
                     return
