@@ -419,3 +419,18 @@ def test_magics_are_rewritten_exactly_as_ipython_rewrites_them():
     manager = TransformerManager()
     for text in sources:
         assert to_python(text) == manager.transform_cell(text), text
+
+
+def test_code_cell_line_is_the_generic_renderers():
+    """The written-out code-cell line (the ingest's fast path) is byte for byte what the generic COPY
+    renderer makes, on the values that need escaping: NUL, a lone surrogate, quotes, tabs, None."""
+    from db.queries.understand import render_cell_rows, render_code_cell_row
+
+    rows = [
+        (0, 2, True, None, False, None, None, [], [], "other", ["empty cell"], False, []),
+        (3, 2, False, "SyntaxError: bad\tinput\x00 (line 1)", True, [{"module": "a\\b", "alias": 'q"', "line": 1}],
+         [{"name": "plt.plot", "text": "p\ud800", "line": 2, "args": ["x\ny"]}], ['a"b', "c\\d", "e,f"],
+         ["matplotlib"], "exploration", ["call x\x00"], True, ["line", "other"]),
+    ]
+    for row in rows:
+        assert render_code_cell_row(*row).encode("utf-8", "replace") == render_cell_rows([row])

@@ -94,6 +94,17 @@ def render_plain_cell_row(position: int, analyzer_version: int, stage: str, stag
             f"{_copy_text(_json(stage_evidence))}\tf\t{{}}\n")
 
 
+def render_code_cell_row(position: int, analyzer_version: int, parsed: bool, parse_error: str | None, ipython_syntax: bool,
+                         imports: list | None, calls: list | None, call_names: list[str], libraries: list[str], stage: str,
+                         stage_evidence: list[str], is_visualisation: bool, plot_kinds: list[str]) -> str:
+    """The line ``render_cell_rows`` makes for one code cell, as text, without its per-value dispatch
+    (one call per code cell of every notebook ingested)."""
+    return (f"{position}\t{analyzer_version}\t{'t' if parsed else 'f'}\t{copy_field(parse_error)}\t"
+            f"{'t' if ipython_syntax else 'f'}\t{copy_field(_json(imports))}\t{copy_field(_json(calls))}\t"
+            f"{copy_field(call_names)}\t{copy_field(libraries)}\t{copy_field(stage)}\t{copy_field(_json(stage_evidence))}\t"
+            f"{'t' if is_visualisation else 'f'}\t{copy_field(plot_kinds)}\n")
+
+
 def render_plot_rows(rows: Iterable[tuple]) -> bytes:
     """``(cell position, *PLOT_RENDER_COLUMNS)`` rows as COPY text lines."""
     json_at = [i + 1 for i, c in enumerate(PLOT_RENDER_COLUMNS) if c in _JSON_PLOT]

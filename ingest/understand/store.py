@@ -57,22 +57,23 @@ class RenderedFacts:
 
 
 def render_facts(facts: NotebookFacts) -> RenderedFacts:
-    from db.queries.understand import render_cell_rows, render_plain_cell_row, render_plot_rows
+    from db.queries.understand import render_code_cell_row, render_plain_cell_row, render_plot_rows
 
     v = facts.analyzer_version
     code = unparsed = visual = 0
-    lines: list[bytes] = []
+    lines: list[str] = []
     for cf in facts.cells:
         if cf.cell_type == "code":
             code += 1
             unparsed += not cf.parsed
             visual += cf.is_visualisation
-            lines.append(render_cell_rows([(
+            lines.append(render_code_cell_row(
                 cf.position, v, cf.parsed, cf.parse_error, cf.ipython_syntax, cf.imports or None, cf.calls or None,
-                cf.call_names, cf.libraries, cf.stage, cf.stage_evidence, cf.is_visualisation, cf.plot_kinds)]))
+                cf.call_names, cf.libraries, cf.stage, cf.stage_evidence, cf.is_visualisation, cf.plot_kinds))
         else:
-            lines.append(render_plain_cell_row(cf.position, v, cf.stage, cf.stage_evidence).encode("utf-8", "replace"))
-    cells = b"".join(lines)
+            lines.append(render_plain_cell_row(cf.position, v, cf.stage, cf.stage_evidence))
+    # a lone surrogate (broken JSON escapes in the notebook) cannot be UTF-8: it becomes "?"
+    cells = "".join(lines).encode("utf-8", "replace")
     plots = render_plot_rows(
         (p.cell_position, p.output_position, p.mime, p.interactive, v, p.plot_kinds, p.evidence, p.plot_calls, p.segment,
          p.context_before, p.context_after)
