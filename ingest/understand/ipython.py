@@ -48,11 +48,25 @@ def to_python(source: str) -> str:
         done = 0
         for i in escapes:
             out += lines[done:i]
-            out += manager.do_token_transforms([lines[i]])
+            out += _escape_line(manager, lines[i])
             done = i + 1
         out += lines[done:]
         return "".join(out)
     return "".join(manager.do_token_transforms(lines))
+
+
+_ESCAPED: dict[str, list[str]] = {}
+
+
+def _escape_line(manager, line: str) -> list[str]:
+    """IPython's text for one lone magic/shell line, remembered: the same few lines (``%matplotlib
+    inline``, ``!pip install ...``) open notebook after notebook, and each costs a tokenizer run."""
+    done = _ESCAPED.get(line)
+    if done is None:
+        if len(_ESCAPED) > 10_000:  # a worker lives for a whole corpus: keep the memo bounded
+            _ESCAPED.clear()
+        done = _ESCAPED[line] = manager.do_token_transforms([line])
+    return list(done)
 
 
 def _lone_escape(line: str) -> bool:
