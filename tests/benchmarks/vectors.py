@@ -436,7 +436,7 @@ def bench_space(space: str, base: list, args, engine, pool_ctx) -> dict:
         }
         sweep = {}
         for ef in args.ef:
-            approx, approx_ms = zip(*[timed(lambda v=v: run(session, v, ef=ef)) for v in qvecs])
+            approx, approx_ms = zip(*[timed(lambda v=v, ef=ef: run(session, v, ef=ef)) for v in qvecs])
             sweep[ef] = {**recall_figures(approx, exact), "median_ms": round(statistics.median(approx_ms), 2),
                          "latency_ratio_exact_over_hnsw": round(statistics.median(exact_ms) / statistics.median(approx_ms), 1),
                          "uses_the_index": "hnsw" in plan_of(session, lambda ef=ef: run(session, qvecs[0], ef=ef))}
@@ -445,7 +445,7 @@ def bench_space(space: str, base: list, args, engine, pool_ctx) -> dict:
         exact_f, exact_f_ms = zip(*[timed(lambda v=v: run(session, v, exact=True, filter=filt)) for v in qvecs])
         filtered = {"exact_median_ms": round(statistics.median(exact_f_ms), 2), "by_ef_search": {}}
         for ef in args.ef:
-            approx_f, approx_f_ms = zip(*[timed(lambda v=v: run(session, v, filter=filt, ef=ef)) for v in qvecs])
+            approx_f, approx_f_ms = zip(*[timed(lambda v=v, ef=ef: run(session, v, filter=filt, ef=ef)) for v in qvecs])
             filtered["by_ef_search"][ef] = {
                 **recall_figures(approx_f, exact_f),
                 "rows_returned_mean": round(float(np.mean([len(a) for a in approx_f])), 2),
