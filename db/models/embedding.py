@@ -31,9 +31,10 @@ from db.models._types import timestamp_column
 SPACE_TABLES = {"code": "code_embedding", "text": "text_embedding", "image": "image_embedding"}
 # the column each space's table uses to point at what was embedded
 SPACE_KEYS = {"code": "cell_id", "text": "cell_id", "image": "image_sha256"}
-# denser graphs than pgvector's defaults (16, 64): hashed n-gram vectors are far apart from one
-# another, and a graph walk needs more links to find its way. tests/benchmarks/vectors.py, 100,000
-# code vectors, ef_search=100: recall@10 0.78 with 24/128, 0.85 with 32/200 (index build 3x longer)
+# denser graphs than pgvector's defaults (16, 64). Chosen in session 2 on a benchmark whose 100,000
+# vectors were copies of only 200 real items (recall@10 at ef_search 100: 0.78 with 24/128, 0.85 with
+# 32/200); with the stored items drawn from the whole corpus (session 3) 32/200 gives 0.99 for code
+# and text at ef_search 100, for an index build of 4-6 minutes per 100,000 vectors on 2 busy cores.
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
 
