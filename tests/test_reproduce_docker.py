@@ -309,6 +309,17 @@ def test_real_notebooks_each_end_with_one_scored_run(real_database, runner_image
     assert stored_images >= 1  # the reproduced plot, in the shared image table
 
 
+def _sleeping_notebooks(folder: Path, count: int, *, seconds: float) -> Path:
+    """``count`` notebooks that sleep, then print the square of their number: a known duration and a known output."""
+    folder.mkdir()
+    for i in range(count):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(f"import time\ntime.sleep({seconds})\nprint({i} * {i})")]
+        nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+        nbformat.write(nb, folder / f"n{i:02d}.ipynb")
+    return folder
+
+
 def _kill_a_worker_mid_run_then_drain(eng, env, runner_image: str, *, workers: int, n_notebooks: int):
     """Start ``nbatlas reproduce``, SIGKILL it while a job is running, drain the queue with ``nbatlas worker``.
 
@@ -363,15 +374,8 @@ def test_sigkill_a_worker_mid_run_then_another_finishes_with_one_result_each(
 
     url = fresh_database()
     eng = create_engine(url)
-    folder = tmp_path / "twenty"
-    folder.mkdir()
-    for i in range(20):
-        nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_code_cell(f"import time\ntime.sleep(1)\nprint({i} * {i})")]
-        nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
-        nbformat.write(nb, folder / f"n{i:02d}.ipynb")
     with Session(eng) as session:
-        ingest_paths([folder], session=session, cell_analyzer=None,
+        ingest_paths([_sleeping_notebooks(tmp_path / "twenty", 20, seconds=1)], session=session, cell_analyzer=None,
                      settings=Settings(home=tmp_path / "h", database_url=url, workers=1))
     per_notebook, jobs = _kill_a_worker_mid_run_then_drain(eng, cli_env(url, tmp_path / "home"), runner_image,
                                                            workers=2, n_notebooks=20)
@@ -421,14 +425,8 @@ def test_sigterm_stops_a_run_cleanly_and_keeps_the_rest_queued(fresh_database, r
 
     url = fresh_database()
     eng = create_engine(url)
-    folder = tmp_path / "slow"
-    folder.mkdir()
-    for i in range(3):
-        nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_code_cell(f"import time\ntime.sleep(300)\nprint({i})")]
-        nbformat.write(nb, folder / f"s{i}.ipynb")
     with Session(eng) as session:
-        ingest_paths([folder], session=session, cell_analyzer=None,
+        ingest_paths([_sleeping_notebooks(tmp_path / "slow", 3, seconds=300)], session=session, cell_analyzer=None,
                      settings=Settings(home=tmp_path / "h", database_url=url, workers=1))
     env = cli_env(url, tmp_path / "home")
     proc = subprocess.Popen([sys.executable, "-m", "ingest.cli", "reproduce", "--image", runner_image, "--workers", "1",
