@@ -10,13 +10,9 @@ import base64
 import hashlib
 import io
 import json
-import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +23,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from analysis.client import GraphQLErrors, NbatlasClient
+from ingest.serve_process import ServerNotServing, free_port, stop_server, wait_until_serving
 from tests.conftest import REAL_CORPUS, cli_env
 
 NBATLAS = str(Path(sys.executable).with_name("nbatlas"))
@@ -35,12 +32,6 @@ TIMEOUT = 120  # seconds; generous: CI machines are shared, and speed is the ben
 
 def http_get(url: str, **kwargs) -> httpx.Response:
     return httpx.get(url, timeout=TIMEOUT, **kwargs)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -55,27 +46,14 @@ def serve(database_url: str, home: Path, *args: str, env: dict[str, str] | None 
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                log.flush()
-                raise RuntimeError(f"nbatlas serve exited: {(home.parent / f'serve-{port}.log').read_text()}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("nbatlas serve did not answer /health within 120 s")
-            time.sleep(0.2)
+        try:
+            wait_until_serving(proc, base, 120)
+        except ServerNotServing as exc:
+            log.flush()
+            raise RuntimeError(f"nbatlas serve: {exc}: {(home.parent / f'serve-{port}.log').read_text()}") from None
         yield base
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
         log.close()
 
 

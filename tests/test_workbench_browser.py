@@ -10,20 +10,17 @@ under tests/artifacts/workbench/ and checked not to be blank.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 from sqlmodel import Session
 
+from ingest.serve_process import ServerNotServing, free_port, stop_server, wait_until_serving
 from tests.conftest import cli_env
 from tests.test_workbench import XSS_FLAG, add_xss_notebook, copy_real_corpus, drop_database, setup_study
 
@@ -39,12 +36,6 @@ WAIT = 30_000  # ms: generous, the CI machine is shared
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}: run .ci/chromium.sh (apt-get install chromium)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def embed_some_images(url: str, shas: list[str]) -> None:
@@ -128,26 +119,13 @@ def site(server_url, real_corpus_url, tmp_path_factory, beacon) -> Iterator[dict
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"nbatlas serve exited: {log_path.read_text()}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("nbatlas serve did not answer /health within 120 s")
-            time.sleep(0.2)
+        try:
+            wait_until_serving(proc, base, 120)
+        except ServerNotServing as exc:
+            raise RuntimeError(f"nbatlas serve: {exc}: {log_path.read_text()}") from None
         yield {"base": base, "url": url, "kind": kind, "xss_notebook": xss_id, **study}
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
         drop_database(server_url, url)
 
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -68,38 +65,24 @@ def _given(url: str) -> Iterator[str]:
 def _private_server(timeout: float) -> Iterator[str]:
     """`nbatlas serve` on a free local port, on the configured database, for as long as the block runs.
     A subprocess, so the report is a client of the API like any other analysis script."""
-    import httpx
+    from ingest.serve_process import ServerNotServing, free_port, stop_server, wait_until_serving
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "ingest.cli", "serve", "--port", str(port), "--log-level", "warning"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
+        try:
+            wait_until_serving(proc, base, timeout)
+        except ServerNotServing as exc:
             if proc.poll() is not None:
                 err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
                 fail(f"the private API server could not start:\n{err.strip()}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                fail(f"the private API server did not answer {base}/health within {timeout:.0f} s")
-            time.sleep(0.2)
+            fail(f"the private API server: {exc}")
         yield base
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_server(proc)
         if proc.stderr:
             proc.stderr.close()

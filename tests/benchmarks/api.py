@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,8 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
+
+from ingest.serve_process import ServerNotServing, free_port, stop_server, wait_until_serving  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus" / "real"
 
@@ -159,12 +160,6 @@ def create_bench_app():
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def corpus_database(server: str) -> str:
@@ -412,14 +407,10 @@ def main() -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise SystemExit("the benchmark server exited; its error is above")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        try:
+            wait_until_serving(proc, base, 300)
+        except ServerNotServing as exc:
+            raise SystemExit(f"the benchmark server: {exc} (its error, if any, is above)") from None
         eng = create_engine(url)
         with eng.connect() as conn:
             q5_id = conn.execute(text("SELECT id FROM notebook ORDER BY n_image_outputs DESC, id LIMIT 1")).scalar()
@@ -447,8 +438,7 @@ def main() -> None:
         }
         print(json.dumps(report, indent=2))
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_server(proc)
         if tmp is not None:
             from db.server import stop_embedded
 
