@@ -45,28 +45,27 @@ def stop_embedded(pgdata: Path) -> bool:
     return True
 
 
-def create_database(server_url: str, name: str) -> str:
-    """Create an empty database ``name`` on the server of ``server_url`` and return its URL (tests and
-    benchmarks each work in a database of their own on one server)."""
+def _as_admin(server_url: str, statement: str) -> None:
+    """One statement outside a transaction (CREATE/DROP DATABASE cannot run inside one)."""
     from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
 
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(statement))
     finally:
         admin.dispose()
+
+
+def create_database(server_url: str, name: str) -> str:
+    """Create an empty database ``name`` on the server of ``server_url`` and return its URL (tests and
+    benchmarks each work in a database of their own on one server)."""
+    from sqlalchemy.engine import make_url
+
+    _as_admin(server_url, f'CREATE DATABASE "{name}"')
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_database(server_url: str, name: str) -> None:
     """Drop database ``name`` if it exists, closing its connections."""
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    _as_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
