@@ -48,25 +48,18 @@ def to_python(source: str) -> str:
         done = 0
         for i in escapes:
             out += lines[done:i]
-            out += _escape_line(manager, lines[i])
+            out += _escape_line(lines[i])
             done = i + 1
         out += lines[done:]
         return "".join(out)
     return "".join(manager.do_token_transforms(lines))
 
 
-_ESCAPED: dict[str, list[str]] = {}
-
-
-def _escape_line(manager, line: str) -> list[str]:
+@lru_cache(maxsize=10_000)  # bounded: a worker lives for a whole corpus
+def _escape_line(line: str) -> tuple[str, ...]:
     """IPython's text for one lone magic/shell line, remembered: the same few lines (``%matplotlib
     inline``, ``!pip install ...``) open notebook after notebook, and each costs a tokenizer run."""
-    done = _ESCAPED.get(line)
-    if done is None:
-        if len(_ESCAPED) > 10_000:  # a worker lives for a whole corpus: keep the memo bounded
-            _ESCAPED.clear()
-        done = _ESCAPED[line] = manager.do_token_transforms([line])
-    return list(done)
+    return tuple(_manager().do_token_transforms([line]))
 
 
 def _lone_escape(line: str) -> bool:
@@ -100,8 +93,7 @@ def _token_marks(lines: list[str]) -> bool:
 def _plain_between(lines: list[str], escapes: list[int]) -> bool:
     """Whether the lines between the escape lines each compile as Python on their own."""
     bounds = [-1, *escapes, len(lines)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet():
         for a, b in zip(bounds, bounds[1:]):
             if b - a > 1:
                 try:
