@@ -11,6 +11,7 @@ import copy
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -307,3 +308,26 @@ def test_cli_reproduce_local_backend_on_real_notebooks(fresh_database, tmp_path)
     overview = json.loads(shown.stdout)
     assert overview["requests"][str(summary["request_id"])]["n_runs"] == len(names)
     eng.dispose()
+
+
+def test_job_folders_of_gone_processes_are_swept_by_name(tmp_path, monkeypatch):
+    """A worker killed between making a run's folder and creating its container leaves a folder no
+    container names: the sweep finds it by its name (the process that made it), and leaves the
+    folders of live processes alone."""
+    import tempfile
+
+    from ingest.reproduce.docker_backend import _jobdir_prefix, sweep_job_folders
+    from ingest.reproduce.outcome import owner_id
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "from ingest.reproduce.outcome import owner_id; print(owner_id())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert gone.rsplit(":", 2)[1] != str(owner_id().rsplit(":", 2)[1])
+    orphan = Path(tempfile.mkdtemp(prefix=_jobdir_prefix(gone)))
+    (orphan / "n16.ipynb").write_text("{}")
+    ours = Path(tempfile.mkdtemp(prefix=_jobdir_prefix(owner_id())))
+    unrelated = tmp_path / "nbatlas-run-made-by-someone-else"
+    unrelated.mkdir()
+
+    assert sweep_job_folders() == 1
+    assert not orphan.exists() and ours.exists() and unrelated.exists()

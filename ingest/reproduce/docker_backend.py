@@ -10,7 +10,8 @@ grace period later in case it does not.
 Nothing leaks: every container is removed in a ``finally``; containers of a run interrupted by a
 signal are removed by the handler installed with :func:`install_cleanup_handlers`; containers
 left by a process killed with SIGKILL are found by their labels (owner process, deadline) and
-removed by :func:`sweep_orphans`, which every worker runs when it starts and then periodically.
+removed by :func:`sweep_orphans`, which every worker runs when it starts and then periodically; it
+also removes the job folders of gone processes, named after the process that made them.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -41,7 +44,7 @@ from ingest.reproduce.runner_image import RUNNER_GID, RUNNER_UID, image_digest
 ROLE_LABEL = "org.nbatlas.role"
 OWNER_LABEL = "org.nbatlas.owner"
 DEADLINE_LABEL = "org.nbatlas.deadline"
-JOBDIR_LABEL = "org.nbatlas.jobdir"  # the host directory mounted at /nbatlas, removed with an orphan
+JOBDIR_LABEL = "org.nbatlas.jobdir"  # the host directory mounted at /nbatlas (swept by its name: sweep_job_folders)
 GRACE_S = 20.0  # after the timeout: the executor's own kernel shutdown and report
 
 # containers this process has running, so a signal handler can remove them
@@ -93,7 +96,7 @@ class DockerBackend:
         limits = spec.limits
         started_at = time.time()
         t0 = time.monotonic()
-        jobdir = Path(tempfile.mkdtemp(prefix="nbatlas-run-"))
+        jobdir = Path(tempfile.mkdtemp(prefix=_jobdir_prefix(self.owner)))
         container = None
         observed: dict[str, Any] = {"image": self.image, "image_digest": self.digest, "started_at": started_at}
         report_raw = b""
@@ -270,14 +273,38 @@ def our_containers(client, *, all_states: bool = True) -> list[dict]:
     return client.api.containers(all=all_states, filters={"label": f"{ROLE_LABEL}=run"})
 
 
+def _jobdir_prefix(owner: str) -> str:
+    """A job folder's name says which process made it (pid and start time, as in ``owner_id``)."""
+    _, pid, started = owner.rsplit(":", 2)
+    return f"nbatlas-run-{pid}.{started}-"
+
+
+_JOBDIR_NAME = re.compile(r"nbatlas-run-(\d+)\.(\d+)-")
+
+
+def sweep_job_folders() -> int:
+    """Remove the job folders of run processes on this host that are gone. Found by name, not through
+    their containers: a worker killed between making its folder and creating its container leaves a
+    folder that no container names."""
+    host = socket.gethostname()
+    removed = 0
+    for folder in Path(tempfile.gettempdir()).glob("nbatlas-run-*"):
+        made_by = _JOBDIR_NAME.match(folder.name)
+        if made_by and owner_alive(f"{host}:{made_by[1]}:{made_by[2]}") is False:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def sweep_orphans(client, *, now: float | None = None) -> int:
-    """Remove run containers whose owner process is gone (this host) or whose deadline passed."""
+    """Remove run containers whose owner process is gone (this host) or whose deadline passed, then
+    the job folders of gone processes."""
     now = now or time.time()
     removed = 0
     try:
         containers = our_containers(client)
-    except Exception:  # noqa: BLE001 - no engine: nothing to sweep
-        return 0
+    except Exception:  # noqa: BLE001 - no engine: no containers to sweep, only folders
+        containers = []
     for container in containers:
         labels = container.get("Labels") or {}
         alive = owner_alive(labels.get(OWNER_LABEL, ""))
@@ -291,7 +318,5 @@ def sweep_orphans(client, *, now: float | None = None) -> int:
                 removed += 1
             except Exception:  # noqa: BLE001 - gone already, or being removed by its owner
                 pass
-            jobdir = Path(labels.get(JOBDIR_LABEL, ""))
-            if alive is False and jobdir.name.startswith("nbatlas-run-") and jobdir.parent == Path(tempfile.gettempdir()):
-                shutil.rmtree(jobdir, ignore_errors=True)
+    sweep_job_folders()
     return removed
