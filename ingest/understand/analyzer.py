@@ -332,7 +332,7 @@ def _libraries(imports: list[Import], call_names: set[str], scope: Scope, tail_n
     """Top-level libraries of a cell: what it imports, and the roots of the resolved ``call_names``
     (``<receiver>`` names excluded) that are modules of the notebook's scope."""
     libs = {i.library for i in imports if i.module and not i.module.startswith(".") and i.library != "__future__"}
-    module_roots = {v.split(".")[0] for v in scope.names.values()}
+    module_roots = scope.module_roots()
     for name in tail_names or ():
         if name in scope.names and name not in scope.functions:
             libs.add(scope.names[name].split(".")[0])

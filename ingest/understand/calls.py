@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,15 +22,21 @@ MAX_CALLS_PER_CELL = 2000
 
 
 def _bounded_walk(node: ast.AST, limit: int):
-    """ast.walk, but stops after ``limit`` nodes (arguments can be huge generated expressions)."""
-    from collections import deque
+    """ast.walk, but stops after ``limit`` nodes (arguments can be huge generated expressions).
 
+    The nodes of ``ast.walk``, in its order, without its generator per node (ast.iter_child_nodes)."""
     todo = deque([node])
     seen = 0
+    AST = ast.AST
     while todo and seen < limit:
         n = todo.popleft()
         seen += 1
-        todo.extend(ast.iter_child_nodes(n))
+        for name in n._fields:
+            value = getattr(n, name, None)
+            if isinstance(value, AST):
+                todo.append(value)
+            elif value.__class__ is list:
+                todo.extend([item for item in value if isinstance(item, AST)])
         yield n
 
 # what some calls return, so attribute calls on the result resolve (``ax.scatter``)
@@ -71,15 +78,24 @@ CANONICAL_MODULES = {
 
 
 _CANONICAL_ROOTS = frozenset(k.split(".")[0] for k in CANONICAL_MODULES)
+# name -> canonical name: every resolved call name goes through here, and the same few hundred
+# names (pandas methods, pyplot functions) come back cell after cell
+_CANONICAL: dict[str, str] = {}
 
 
 def canonical(name: str) -> str:
-    if name.split(".", 1)[0] not in _CANONICAL_ROOTS:
-        return name
-    for old, new in CANONICAL_MODULES.items():
-        if name == old or name.startswith(old + "."):
-            return new + name[len(old):]
-    return name
+    found = _CANONICAL.get(name)
+    if found is None:
+        found = name
+        if name.split(".", 1)[0] in _CANONICAL_ROOTS:
+            for old, new in CANONICAL_MODULES.items():
+                if name == old or name.startswith(old + "."):
+                    found = new + name[len(old):]
+                    break
+        if len(_CANONICAL) > 50_000:  # a worker lives for a whole corpus: keep the memo bounded
+            _CANONICAL.clear()
+        _CANONICAL[name] = found
+    return found
 
 
 @dataclass(slots=True, init=False)
@@ -168,6 +184,18 @@ class Scope:
     origins: dict[str, str] = field(default_factory=dict)  # variable -> source text it was assigned from
     functions: dict[str, FunctionFacts] = field(default_factory=dict)
     star_modules: list[str] = field(default_factory=list)
+    # module_roots() as of the names it was computed from (a copy of ``names``)
+    _roots: set[str] = field(default_factory=set, repr=False, compare=False)
+    _roots_of: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def module_roots(self) -> set[str]:
+        """Top-level modules the names refer to (``plt`` -> matplotlib). Asked for every cell, while
+        the names change in a few cells only: comparing two dicts is much cheaper than splitting
+        every name again."""
+        if self._roots_of != self.names:
+            self._roots_of = dict(self.names)
+            self._roots = {v.split(".")[0] for v in self.names.values()}
+        return self._roots
 
 
 def _short(text: str) -> str:
@@ -244,6 +272,9 @@ class CellVisitor(ast.NodeVisitor):
         self.truncated = False
         self._assign_depth = 0
         self.tail_names: set[str] | None = None  # names used in the unanalysed rest of a long cell
+        # callee -> resolve() of it, as visit_Call found it: ``x = f(...)`` asks again for its type,
+        # and nothing inside an expression changes the scope
+        self._resolved: dict[ast.Call, tuple[str | None, bool]] = {}
 
     def visit(self, node: ast.AST) -> None:
         # NodeVisitor.visit builds a method name per node; a per-class cache is much faster on big cells
@@ -311,7 +342,14 @@ class CellVisitor(ast.NodeVisitor):
             return _src(node)
         if l0 == l1:
             line = lines[l0]
-            text = line[c0:c1] if line.isascii() else line.encode()[c0:c1].decode(errors="replace")
+            if line.isascii():
+                text = line[c0:c1]
+                # the commonest text: a short piece of one line, printable, without runs of spaces
+                # (what _short would return unchanged)
+                if c1 - c0 <= MAX_TEXT and text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+                    return text
+            else:
+                text = line.encode()[c0:c1].decode(errors="replace")
         else:
             first = lines[l0]
             head = first[c0:] if first.isascii() else first.encode()[c0:].decode(errors="replace")
@@ -424,7 +462,9 @@ class CellVisitor(ast.NodeVisitor):
         self._assign_depth += 1
         self.visit(node.value)
         self._assign_depth -= 1
-        for target in node.targets:
+        for i, target in enumerate(node.targets):
+            if i:  # ``a = b = f()``: binding ``a`` may have changed what ``f`` resolves to
+                self._resolved.pop(node.value, None)
             self._bind(target, node.value)
             self.visit(target)
 
@@ -480,7 +520,8 @@ class CellVisitor(ast.NodeVisitor):
                 self._type_of(a) == AXES for a in node.args
             ):
                 return AXES
-            name, _ = self.resolve(node.func)
+            found = self._resolved.get(node)
+            name = (found or self.resolve(node.func))[0]
             ret = RETURNS.get(name) if name else None
             if isinstance(ret, tuple):
                 return ret[-1]
@@ -506,7 +547,8 @@ class CellVisitor(ast.NodeVisitor):
         elif isinstance(target, (ast.Tuple, ast.List)):
             ret = None
             if isinstance(value, ast.Call):
-                name, _ = self.resolve(value.func)
+                found = self._resolved.get(value)
+                name = (found or self.resolve(value.func))[0]
                 ret = RETURNS.get(name or "")
             for i, elt in enumerate(target.elts):
                 for n in ast.walk(elt):
@@ -520,21 +562,29 @@ class CellVisitor(ast.NodeVisitor):
     # calls --------------------------------------------------------------------------------
     def resolve(self, func: ast.AST) -> tuple[str | None, bool]:
         """Full dotted name of a callee and whether its root is known."""
-        parts = dotted(func)
-        if not parts:
-            return None, False
-        root, rest = parts[0], parts[1:]
-        if root in self.scope.names:
-            base = self.scope.names[root]
-        elif root in self.scope.types:
-            base = self.scope.types[root]
-        elif root in self.scope.functions:
-            return ".".join(parts), True
+        # most callees are ``f`` or ``x.f``: no list to build and reverse for them
+        cls = func.__class__
+        if cls is ast.Attribute and func.value.__class__ is ast.Name:  # type: ignore[attr-defined]
+            root, rest = func.value.id, [func.attr]  # type: ignore[attr-defined]
+        elif cls is ast.Name:
+            root, rest = func.id, []  # type: ignore[attr-defined]
         else:
-            if root in _BUILTINS:
-                return ".".join(parts), True
-            return ".".join(["<" + root + ">", *rest]) if rest else root, False
+            parts = dotted(func)
+            if not parts:
+                return None, False
+            root, rest = parts[0], parts[1:]
+        scope = self.scope
+        base = scope.names.get(root)  # the scope's values are never None
+        if base is None:
+            base = scope.types.get(root)
+        if base is None:
+            known = root in scope.functions or root in _BUILTINS
+            if not rest:
+                return root, known
+            return ".".join([root if known else "<" + root + ">", *rest]), known
         # a typed call result in the chain: plt.figure().add_subplot -> Figure.add_subplot
+        if len(rest) == 1 and rest[0] != "()" and rest[0] != "[]":
+            return canonical(base + "." + rest[0]), True
         name = base
         for part in rest:
             if part == "()":
@@ -555,42 +605,46 @@ class CellVisitor(ast.NodeVisitor):
             # generated cells (thousands of pl.col(...) calls): the first ones tell what the cell does
             self.truncated = True
             return
-        name, ok = self.resolve(node.func)
+        func = node.func
+        name, ok = self._resolved[node] = self.resolve(func)
         if name is None:
-            name, ok = "<expr>." + (node.func.attr if isinstance(node.func, ast.Attribute) else "?"), False
+            name, ok = "<expr>." + (func.attr if func.__class__ is ast.Attribute else "?"), False
         # subscript chains on unknown roots: df['x'].value_counts().plot -> <df>[].value_counts().plot
         src = self.src
         # many calls have no arguments or no keywords (df.head(), plt.show()): no comprehension then
         args, keywords = node.args, node.keywords
+        in_def = self._def_depth > 0
         call = Call(
-            name=name,
-            text=src(node.func),
-            line=getattr(node, "lineno", 0),
-            args=[src(a) for a in args[:4]] if args else None,
-            kwargs={kw.arg: src(kw.value) for kw in keywords if kw.arg} if keywords else None,
-            resolved=ok,
-            in_def=self._def_depth > 0,
-            in_assign=self._assign_depth > 0 or (bool(keywords) and any(k.arg == "inplace" for k in keywords)),
-            via=self._def_name if self._def_depth > 0 else None,
+            name,
+            src(func),  # text
+            node.lineno,
+            [src(a) for a in args[:4]] if args else None,
+            {kw.arg: src(kw.value) for kw in keywords if kw.arg} if keywords else None,
+            ok,  # resolved
+            self._def_name if in_def else None,  # via
+            None,  # origins
+            self.segment,
+            in_def,
+            self._assign_depth > 0 or (bool(keywords) and any(k.arg == "inplace" for k in keywords)),  # in_assign
         )
         plots = bool(shape_of(call))
         # what argument variables were assigned from matters only to plot-kind rules
         if plots or call.last in ("heatmap", "imshow", "plot"):
             call.origins = self._arg_origins(node)
-        if self._def_depth == 0 and starts_figure(call) and self._segment_has_plot:
+        if not in_def and self._segment_has_plot and starts_figure(call):
             self.segment += 1
             self._segment_has_plot = False
-        call.segment = self.segment
+            call.segment = self.segment
         self.calls.append(call)
         # the callee's own receiver/arguments may hold calls (df.groupby(...).mean().plot(...));
         # visited as generic_visit would (func, args, keywords), without its loop over the fields
-        children = (node.func, *args, *[kw.value for kw in keywords]) if keywords else (node.func, *args) if args else (node.func,)
+        children = (func, *args, *[kw.value for kw in keywords]) if keywords else (func, *args) if args else (func,)
         for child in children:
             if child.__class__ not in _LEAVES:
                 if self.truncated:
                     return
                 (_DISPATCH.get(child.__class__) or self._method(child.__class__))(self, child)
-        if self._def_depth == 0:
+        if not in_def:
             if plots:
                 self._segment_has_plot = True
             # a notebook function called here: its calls happen here (recursively, once each)
@@ -611,9 +665,8 @@ class CellVisitor(ast.NodeVisitor):
 
     def _inline(self, fn: FunctionFacts, seen: set[str]) -> None:
         for inner in fn.calls:
-            copy = Call(name=inner.name, text=inner.text, line=inner.line, args=inner.args, kwargs=inner.kwargs,
-                        resolved=inner.resolved, via=fn.name, origins=inner.origins, segment=self.segment,
-                        in_assign=inner.in_assign)
+            copy = Call(inner.name, inner.text, inner.line, inner.args, inner.kwargs, inner.resolved, fn.name,
+                        inner.origins, self.segment, False, inner.in_assign, inner.shapes)
             self.calls.append(copy)
             if is_plot_call(copy):
                 self._segment_has_plot = True

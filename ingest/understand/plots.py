@@ -190,10 +190,19 @@ def shape_of(call: Call) -> tuple[str, ...]:
     return call.shapes
 
 
+# call name -> whether any rule below can match it (the last part and the prefix of the name decide)
+_MAY_PLOT: dict[str, bool] = {}
+
+
 def _shape_of(call: Call) -> tuple[str, ...]:
     n, last = call.name, call.last
-    # most calls are not plotting calls: a set lookup rules them out before any rule runs
-    if last not in _PLOT_NAMES and not last.startswith("mark_") and not n.startswith(_PLOT_PREFIXES):
+    # most calls are not plotting calls: a look-up rules them out before any rule runs
+    may_plot = _MAY_PLOT.get(n)
+    if may_plot is None:
+        if len(_MAY_PLOT) > 50_000:  # a worker lives for a whole corpus: keep the memo bounded
+            _MAY_PLOT.clear()
+        may_plot = _MAY_PLOT[n] = last in _PLOT_NAMES or last.startswith("mark_") or n.startswith(_PLOT_PREFIXES)
+    if not may_plot:
         return ()
     if n.startswith("shap.") and _shap_plot(call):
         return ("shap",)

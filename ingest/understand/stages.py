@@ -150,7 +150,6 @@ def stage_of_code(
             if word in names:
                 return StageResult(stage, [f"defines {defines[0]}"])
     text = source[:20000]  # regexes over the beginning of giant generated cells are enough
-    only_setup = imports or all(_matches(SETUP, c.name) or c.name in ("print",) for c in top)
     if imports and all(_matches(SETUP, c.name) or c.name in ("print", "len") or c.last in ("__version__",) for c in top):
         return StageResult("setup", ["imports/configuration only"])
 
@@ -169,8 +168,6 @@ def stage_of_code(
     if c := _has(live, TUNING) or (fit if fit and TUNING.search(text) else None):
         return StageResult("tuning", [f"call {c.name}" if isinstance(c, Call) else "hyperparameter search"])
     fit_top = _method(top, _FIT_METHODS) or _has(top, MODEL)
-    fit_any = fit_top or _method(live, _FIT_METHODS) or _has(live, MODEL)
-    evaluation = _has(live, EVALUATION)
     if kinds := EVALUATION_KINDS.intersection(plot_kinds):
         if not (fit_top and fit_top.last in ("fit", "compile", "train")):
             return StageResult("evaluation", [f"plot kind {sorted(kinds)[0]}"])
@@ -179,9 +176,10 @@ def stage_of_code(
     helper = _helper_stage(top)
     if helper is not None:
         return helper
-    if fit_any is not None:
+    # (fit_top is None here)
+    if (fit_any := _method(live, _FIT_METHODS) or _has(live, MODEL)) is not None:
         return StageResult("modelling", [f"call {fit_any.name} (via {fit_any.via})"])
-    if evaluation is not None:
+    if (evaluation := _has(live, EVALUATION)) is not None:
         return StageResult("evaluation", [f"call {evaluation.name}"])
     if "history" in text and ("history.history" in text or "history_dict" in text):
         return StageResult("evaluation", ["reads the training history"])
@@ -190,7 +188,10 @@ def stage_of_code(
     if c := _has(live, LOADERS) or _method(live, LOADER_METHODS):
         return StageResult("data_loading", [f"call {c.name}"])
 
-    if (any(word in text for word in _MODEL_TEXT_WORDS) and MODEL_TEXT.search(text)) or any(MODEL_ARGS.search(c.arg_text()) for c in top[:300]):
+    # MODEL_ARGS matches whole words without spaces: it finds one in the joined arguments exactly
+    # when it finds one in some call's
+    if (any(word in text for word in _MODEL_TEXT_WORDS) and MODEL_TEXT.search(text)) or \
+            MODEL_ARGS.search(" ".join([c.arg_text() for c in top[:300]])):
         return StageResult("modelling", ["builds a model"])
     fe = _feature_votes(live, assigned_columns)
     pre = _preprocess_votes(live, assigned_columns)
@@ -217,6 +218,7 @@ def stage_of_code(
         return StageResult("explanation", ["feature importances"])
     if plot_kinds:
         return StageResult("exploration", ["shows a figure"])
+    only_setup = imports or all(_matches(SETUP, c.name) or c.name in ("print",) for c in top)
     if only_setup and (imports or _has(live, SETUP) or _only_config(source, live)):
         return StageResult("setup", ["imports/configuration only" if imports else "configuration"])
     if _is_expression_peek(source):
