@@ -351,7 +351,11 @@ def test_quick_expressions_find_what_their_regular_expressions_find():
 
     quick = [v for m in (plots, stages) for v in vars(m).values() if isinstance(v, Quick)]
     assert len(quick) >= 20
-    texts = [t for s in QUICK_SAMPLES for t in (s, s.upper(), s.lower(), f"x = {s} + 1", f"é {s}", s.replace("s", "ſ"))]
+    # non-ASCII texts: letters re.I matches to ASCII ones, which lower() turns into them (the Kelvin
+    # sign) or not (ſ, ı, İ), and others
+    texts = [t for s in QUICK_SAMPLES for t in (s, s.upper(), s.lower(), f"x = {s} + 1", f"é {s}", s.replace("s", "ſ"),
+                                                 s.replace("i", "ı"), s.replace("i", "İ"), s.upper().replace("I", "İ"),
+                                                 s.replace("k", "\u212a"), f"# ── 📊 {s.upper()}")]
     texts.append(" ".join(QUICK_SAMPLES))
     for q in quick:
         hits = 0

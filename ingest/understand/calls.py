@@ -259,6 +259,7 @@ class CellVisitor(ast.NodeVisitor):
         self.scope = scope
         self._text = text
         self._lines: list[str] | None = None  # split on the first src()
+        self._ascii = False  # the whole text is ASCII (known with the lines)
         self.imports: list[Import] = []
         self.calls: list[Call] = []
         self.segment = 0
@@ -333,6 +334,7 @@ class CellVisitor(ast.NodeVisitor):
         lines = self._lines
         if lines is None and self._text is not None:
             lines = self._lines = self._text.splitlines(keepends=True)
+            self._ascii = self._text.isascii()
         try:
             l0, l1 = node.lineno - 1, node.end_lineno - 1  # type: ignore[attr-defined]
             c0, c1 = node.col_offset, node.end_col_offset  # type: ignore[attr-defined]
@@ -342,7 +344,7 @@ class CellVisitor(ast.NodeVisitor):
             return _src(node)
         if l0 == l1:
             line = lines[l0]
-            if line.isascii():
+            if self._ascii or line.isascii():  # (columns are UTF-8 byte offsets)
                 text = line[c0:c1]
                 # the commonest text: a short piece of one line, printable, without runs of spaces
                 # (what _short would return unchanged)
@@ -723,6 +725,8 @@ def repair_python2(source: str) -> str | None:
     import io
     import tokenize
 
+    if "print" not in source:  # nothing to repair, without tokenizing the cell
+        return None
     lines = source.splitlines(keepends=True)
     edits: list[tuple[int, int, int]] = []  # (row, col of 'print' end, col of logical line end) ...
     try:

@@ -17,6 +17,10 @@ from __future__ import annotations
 import re
 
 
+# the text last lower-cased by a case-insensitive Quick, and its lower-case form
+_lowered: list[str | None] = [None, None]
+
+
 class Quick:
     """``re.compile(regex, flags)`` whose ``search`` first checks for one of ``needles``."""
 
@@ -30,9 +34,18 @@ class Quick:
 
     def search(self, text: str) -> re.Match[str] | None:
         if self.fold:
-            if not text.isascii():  # re.I also folds a few other letters onto ASCII ones (ſ -> s, K -> k)
+            # re.I matches three letters to ASCII ones that lower() leaves apart (ſ -> s, ı -> i,
+            # İ -> i): with one of them the needles say nothing. Every other letter re.I matches to an
+            # ASCII one (K, the Kelvin sign, -> k) lower() turns into that very letter.
+            if not text.isascii() and ("\u017f" in text or "\u0131" in text or "\u0130" in text):
                 return self.pattern.search(text)
-            hay = text.lower()
+            # one text is often searched by several expressions in a row (a figure's context by the
+            # ROC, precision-recall, learning-curve... rules): lower-cased once
+            if text is _lowered[0]:
+                hay = _lowered[1]
+            else:
+                hay = text.lower()
+                _lowered[0], _lowered[1] = text, hay
         else:
             hay = text
         for needle in self.needles:
