@@ -74,7 +74,12 @@ def copy_field(value: Any) -> str:
     if type(value) is int:
         return str(value)
     if type(value) is list:  # text[]: every element quoted
-        return _copy_text("{" + ",".join(['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value]) + "}")
+        if not value:
+            return "{}"
+        if "\\" in (chars := "".join(value)) or '"' in chars:
+            return _copy_text("{" + ",".join(['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value]) + "}")
+        # names, libraries, kinds: nothing to escape inside the quotes, the common case
+        return _copy_text('{"' + '","'.join(value) + '"}')
     return _copy_text(value)
 
 

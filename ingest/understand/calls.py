@@ -485,11 +485,14 @@ class CellVisitor(ast.NodeVisitor):
         self.visit(node.iter)
         # ``for ax in axes.flat`` / ``for i, ax in enumerate(axes)``: the loop variable is an Axes too
         it_type = self._type_of(node.iter)
+        text = None
         for name in ast.walk(node.target):
             if isinstance(name, ast.Name):
                 if it_type == AXES:
                     self.scope.types[name.id] = AXES
-                self.scope.origins[name.id] = self.src(node.iter)
+                if text is None:
+                    text = self.src(node.iter)
+                self.scope.origins[name.id] = text
         for stmt in node.body + node.orelse:
             self.visit(stmt)
 
@@ -534,8 +537,11 @@ class CellVisitor(ast.NodeVisitor):
         return None
 
     def _bind(self, target: ast.AST, value: ast.AST) -> None:
+        cls = target.__class__
+        if cls is ast.Attribute or cls is ast.Starred:  # ``self.x = ...``: nothing of the notebook's to bind
+            return
         text = self.src(value)
-        if isinstance(target, ast.Name):
+        if cls is ast.Name:
             self.scope.origins[target.id] = text
             typ = self._type_of(value)
             if typ:

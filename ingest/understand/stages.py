@@ -281,13 +281,17 @@ def _feature_votes(calls: list[Call], assigned: list[tuple[str, str]]) -> list[s
 def _preprocess_votes(calls: list[Call], assigned: list[tuple[str, str]]) -> list[str]:
     votes: list[str] = []
     for c in calls:
-        if _SUMMARY.search(c.arg_text() + c.text):
-            continue
         if _matches(PREPROCESS, c.name):
-            votes.append(f"call {c.name}")
+            vote = f"call {c.name}"
         elif c.last in PREPROCESS_METHODS and c.last not in ("apply", "map", "split", "where", "sort_values", "reshape") \
                 and c.in_assign:
-            votes.append(f"call {c.text}")
+            vote = f"call {c.text}"
+        else:
+            continue
+        # a call on a summary (df.isnull().sum(), value_counts) looks at the data, it does not change it
+        # (asked only of the calls that would vote: most do not)
+        if not _SUMMARY.search(c.arg_text() + c.text):
+            votes.append(vote)
     for target, value in assigned:
         if _RECODE.search(value):
             votes.append(f"recodes {target}")
