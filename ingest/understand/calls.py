@@ -126,7 +126,7 @@ class Call:
         self.resolved, self.via = resolved, via
         self.origins = [] if origins is None else origins
         self.segment, self.in_def, self.in_assign, self.shapes = segment, in_def, in_assign, shapes
-        self.last = name.rsplit(".", 1)[-1]
+        self.last = name[name.rfind(".") + 1:]
         self._arg_text = None
 
     def as_json(self) -> dict[str, Any]:
@@ -622,18 +622,19 @@ class CellVisitor(ast.NodeVisitor):
         # many calls have no arguments or no keywords (df.head(), plt.show()): no comprehension then
         args, keywords = node.args, node.keywords
         in_def = self._def_depth > 0
+        kwargs = {kw.arg: src(kw.value) for kw in keywords if kw.arg} if keywords else None
         call = Call(
             name,
             src(func),  # text
             node.lineno,
             [src(a) for a in args[:4]] if args else None,
-            {kw.arg: src(kw.value) for kw in keywords if kw.arg} if keywords else None,
+            kwargs,
             ok,  # resolved
             self._def_name if in_def else None,  # via
             None,  # origins
             self.segment,
             in_def,
-            self._assign_depth > 0 or (bool(keywords) and any(k.arg == "inplace" for k in keywords)),  # in_assign
+            self._assign_depth > 0 or (kwargs is not None and "inplace" in kwargs),  # in_assign
         )
         plots = bool(shape_of(call))
         # what argument variables were assigned from matters only to plot-kind rules

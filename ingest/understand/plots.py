@@ -149,11 +149,14 @@ def starts_figure(call: Call) -> bool:
     return False
 
 
+_SHOWS = frozenset({"matplotlib.pyplot.show", f"{FIGURE}.show", "plotly.graph_objects.Figure.show", "plotly.offline.iplot",
+                     "plotly.offline.plot", "plotly.plotly.iplot", "bokeh.plotting.show", "bokeh.io.show"})
+
+
 def ends_figure(call: Call) -> bool:
     """A call that shows the current figure (so the following plot calls make another image)."""
     n = call.name
-    if n in ("matplotlib.pyplot.show", f"{FIGURE}.show", "plotly.graph_objects.Figure.show", "plotly.offline.iplot",
-             "plotly.offline.plot", "plotly.plotly.iplot", "bokeh.plotting.show", "bokeh.io.show"):
+    if n in _SHOWS:
         return True
     if call.last in ("show", "poof", "iplot") and not call.resolved:
         return True

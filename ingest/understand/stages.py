@@ -161,7 +161,7 @@ def stage_of_code(
         return StageResult("explanation", [f"plot kind {sorted(kinds)[0]}"])
     if c := _has(live, EXPLANATION):
         return StageResult("explanation", [f"call {c.name}"])
-    live_text = " ".join(c.text + " " + c.arg_text() for c in live[:300])
+    live_text = " ".join([c.text + " " + c.arg_text() for c in live[:300]])
     if any(word in live_text for word in ("feature_importances_", ".coef_", "shap_values", "explainer")):
         return StageResult("explanation", ["reads feature_importances_/coef_/SHAP values"])
     fit = _method(live, {"fit"})
@@ -263,17 +263,29 @@ _CONSTANT_LINE = re.compile(r"^[A-Za-z_][\w, ]*\s*=\s*[-\w.'\"\[\]\(\){}:,/ ]+$"
 
 def _feature_votes(calls: list[Call], assigned: list[tuple[str, str]]) -> list[str]:
     votes: list[str] = []
+    memo = _MATCHES.setdefault(id(FEATURE), {})
     for c in calls:
-        if _matches(FEATURE, c.name) or _matches(FEATURE, c.text):
+        # _matches, with its memo looked up here (as _has does): one look-up per call in the common case
+        hit = memo.get(c.name)
+        if hit is None:
+            hit = _matches(FEATURE, c.name)
+        if not hit:
+            hit = memo.get(c.text)
+            if hit is None:
+                hit = _matches(FEATURE, c.text)
+        if hit:
             votes.append(f"call {c.name}")
         elif c.last in ("cut", "qcut"):
             votes.append(f"call {c.text}")
         elif c.last == "extract" and ".str" in c.text:
             votes.append(f"call {c.text}")
     for target, value in assigned:
+        # a new column df['x'] (the target, cheap to check, first) set to something derived
+        if target.count("[") != 1 or not target.endswith(("']", '"]')):
+            continue
         if value[:1].isdecimal() or value[:1] in ("'", '"') or _RECODE_CALL.search(value):
             continue
-        if target.count("[") == 1 and target.endswith(("']", '"]')) and (_DERIVED.search(value)):
+        if _DERIVED.search(value):
             votes.append(f"new column {target}")
     return votes
 
