@@ -411,10 +411,11 @@ def test_plot_kind_precision_at_5_over_the_default_image_space(db):
         part, _ = _precision_at_5(matrix[idx], [labels[shas[i]] for i in idx])
         print(f"  half {half} ({'weights chosen here' if half == 'A' else 'held out'}): {len(idx)} images, "
               f"macro over {len(part)} kinds {np.mean(list(part.values())):.3f}")
-    # a floor against regressions, below the 0.6 (not reached): version 2 scores 0.567 (0.585 on
-    # the held-out half); the kinds it confuses are visually alike (line vs learning curve, bar vs
-    # count vs histogram, confusion matrix vs correlation heatmap); see the README's embeddings section
-    assert macro >= 0.55
+    # a floor against regressions, just below what is met and below the 0.6 (not reached):
+    # version 3 scores 0.598 (0.590 on the held-out half; version 2: 0.567 / 0.587); the kinds it
+    # confuses are visually alike (line vs learning curve, bar vs count vs histogram, confusion
+    # matrix vs correlation heatmap); see the README's embeddings section
+    assert macro >= 0.59
 
 
 def _notebook_half(notebook: str) -> str:
