@@ -328,6 +328,9 @@ def head_of(source: str, limit: int) -> str | None:
     return "".join(lines[: best[0]])
 
 
+_MATPLOTLIB_OBJECTS = (AXES, "matplotlib.figure")  # methods of what pyplot returns
+
+
 def _libraries(imports: list[Import], call_names: set[str], scope: Scope, tail_names: set[str] | None = None) -> list[str]:
     """Top-level libraries of a cell: what it imports, and the roots of the resolved ``call_names``
     (``<receiver>`` names excluded) that are modules of the notebook's scope."""
@@ -337,9 +340,10 @@ def _libraries(imports: list[Import], call_names: set[str], scope: Scope, tail_n
         if name in scope.names and name not in scope.functions:
             libs.add(scope.names[name].split(".")[0])
     for name in call_names:
-        root = name.split(".")[0]
-        if name.startswith(AXES) or name.startswith("matplotlib.figure"):
+        if name.startswith(_MATPLOTLIB_OBJECTS):
             libs.add("matplotlib")
-        elif root in module_roots and root not in scope.functions:
-            libs.add(root)
+        else:
+            root = name.partition(".")[0]
+            if root in module_roots and root not in scope.functions:
+                libs.add(root)
     return sorted(l for l in libs if l)

@@ -415,8 +415,17 @@ def kinds_for_calls(calls: Iterable[Call]) -> tuple[list[str], list[KindEvidence
 def segments_of(calls: Iterable[Call]) -> list[list[Call]]:
     """Top-level plotting segments of a cell (each one is expected to make one image)."""
     by_segment: dict[int, list[Call]] = {}
+    plotting: set[int] = set()  # the segments with a plotting call, found in the same pass
     for call in calls:
         if call.in_def:
             continue
-        by_segment.setdefault(call.segment, []).append(call)
-    return [seg for _, seg in sorted(by_segment.items()) if any(is_plot_call(c) for c in seg)]
+        segment = call.segment
+        seg = by_segment.get(segment)
+        if seg is None:
+            seg = by_segment[segment] = []
+        seg.append(call)
+        if segment not in plotting and is_plot_call(call):
+            plotting.add(segment)
+    if not plotting:  # most cells
+        return []
+    return [seg for segment, seg in sorted(by_segment.items()) if segment in plotting]
