@@ -212,12 +212,18 @@ def _fade(block: np.ndarray, presence: float) -> np.ndarray:
     return np.append(_block(block) * presence, 1.0 - presence).astype(np.float32)
 
 
+def _row_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row, start and end (exclusive) of every run of True along the rows, from one nonzero pass."""
+    d = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    rows, cols = np.nonzero(d)
+    starts = d[rows, cols] == 1  # within a row, each start is followed by its end
+    return rows[starts], cols[starts], cols[~starts]
+
+
 def _longest_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: length, start and end of its longest run of True."""
     h = mask.shape[0]
-    d = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
-    ys, xs = np.nonzero(d == 1)
-    xe = np.nonzero(d == -1)[1]
+    ys, xs, xe = _row_runs(mask)
     lengths = xe - xs
     best, start, end = (np.zeros(h, dtype=np.int32) for _ in range(3))
     order = np.argsort(lengths, kind="stable")  # the longest run of a row is written last
@@ -264,14 +270,12 @@ def _plot_area(pixels: np.ndarray, min_share: float = 0.3, threshold: int = 15) 
 def _long_runs(mask: np.ndarray, min_len: int) -> np.ndarray:
     """The pixels of mask that lie in a run of at least min_len along their row."""
     h, w = mask.shape
-    d = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
-    ys, xs = np.nonzero(d == 1)
-    ye, xe = np.nonzero(d == -1)
+    ys, xs, xe = _row_runs(mask)
     keep = (xe - xs) >= min_len
-    marks = np.zeros((h, w + 1), dtype=np.int32)
-    np.add.at(marks, (ys[keep], xs[keep]), 1)
-    np.add.at(marks, (ye[keep], xe[keep]), -1)
-    return np.cumsum(marks, axis=1)[:, :w] > 0
+    ys, xs, xe = ys[keep], xs[keep], xe[keep]
+    n = h * (w + 1)
+    edges = np.bincount(ys * (w + 1) + xs, minlength=n) - np.bincount(ys * (w + 1) + xe, minlength=n)
+    return np.cumsum(edges.reshape(h, w + 1), axis=1)[:, :w] > 0
 
 
 def _dilate(mask: np.ndarray, ry: int, rx: int) -> np.ndarray:
