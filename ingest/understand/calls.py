@@ -468,7 +468,8 @@ class CellVisitor(ast.NodeVisitor):
             if i:  # ``a = b = f()``: binding ``a`` may have changed what ``f`` resolves to
                 self._resolved.pop(node.value, None)
             self._bind(target, node.value)
-            self.visit(target)
+            if target.__class__ is not ast.Name:  # a plain name holds no call
+                self.visit(target)
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         if node.value is not None:
@@ -676,6 +677,7 @@ class CellVisitor(ast.NodeVisitor):
         for inner in fn.calls:
             copy = Call(inner.name, inner.text, inner.line, inner.args, inner.kwargs, inner.resolved, fn.name,
                         inner.origins, self.segment, False, inner.in_assign, inner.shapes)
+            copy._arg_text = inner._arg_text  # the same arguments and origins: the same text, if known yet
             self.calls.append(copy)
             if is_plot_call(copy):
                 self._segment_has_plot = True
