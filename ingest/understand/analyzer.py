@@ -17,11 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingest.understand.calls import AXES, Call, CellVisitor, Import, Scope, canonical, repair_python2, token_calls
+from ingest.understand.calls import AXES, Call, CellVisitor, Import, Scope, repair_python2, token_calls
 from ingest.understand.context import context_for_cells
 from ingest.understand.ipython import parse_cell_with_text, quiet
 from ingest.understand.plots import KindEvidence, ends_figure, is_plot_call, kinds_for_calls, segments_of, starts_figure
-from ingest.understand.stages import StageResult, stage_of_code
+from ingest.understand.stages import stage_of_code
 
 ANALYZER_VERSION = 2  # 2: cells over MAX_ANALYSED_CHARS are analysed from their beginning
 

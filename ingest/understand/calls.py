@@ -12,6 +12,7 @@ count where they are called).
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -78,24 +79,17 @@ CANONICAL_MODULES = {
 
 
 _CANONICAL_ROOTS = frozenset(k.split(".")[0] for k in CANONICAL_MODULES)
-# name -> canonical name: every resolved call name goes through here, and the same few hundred
-# names (pandas methods, pyplot functions) come back cell after cell
-_CANONICAL: dict[str, str] = {}
 
 
+# every resolved call name goes through here, and the same few hundred names (pandas methods,
+# pyplot functions) come back cell after cell; bounded, as a worker lives for a whole corpus
+@functools.lru_cache(maxsize=65_536)
 def canonical(name: str) -> str:
-    found = _CANONICAL.get(name)
-    if found is None:
-        found = name
-        if name.split(".", 1)[0] in _CANONICAL_ROOTS:
-            for old, new in CANONICAL_MODULES.items():
-                if name == old or name.startswith(old + "."):
-                    found = new + name[len(old):]
-                    break
-        if len(_CANONICAL) > 50_000:  # a worker lives for a whole corpus: keep the memo bounded
-            _CANONICAL.clear()
-        _CANONICAL[name] = found
-    return found
+    if name.split(".", 1)[0] in _CANONICAL_ROOTS:
+        for old, new in CANONICAL_MODULES.items():
+            if name == old or name.startswith(old + "."):
+                return new + name[len(old):]
+    return name
 
 
 @dataclass(slots=True, init=False)

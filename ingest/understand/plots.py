@@ -10,6 +10,7 @@ also reported as a line, a confusion matrix not also as a heatmap.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -193,19 +194,18 @@ def shape_of(call: Call) -> tuple[str, ...]:
     return call.shapes
 
 
-# call name -> whether any rule below can match it (the last part and the prefix of the name decide)
-_MAY_PLOT: dict[str, bool] = {}
+@functools.lru_cache(maxsize=65_536)
+def _may_plot(name: str) -> bool:
+    """Whether any rule of _shape_of can match a call of this name (its last part and prefix decide);
+    remembered, as the same names come back cell after cell."""
+    last = name[name.rfind(".") + 1:]
+    return last in _PLOT_NAMES or last.startswith("mark_") or name.startswith(_PLOT_PREFIXES)
 
 
 def _shape_of(call: Call) -> tuple[str, ...]:
     n, last = call.name, call.last
     # most calls are not plotting calls: a look-up rules them out before any rule runs
-    may_plot = _MAY_PLOT.get(n)
-    if may_plot is None:
-        if len(_MAY_PLOT) > 50_000:  # a worker lives for a whole corpus: keep the memo bounded
-            _MAY_PLOT.clear()
-        may_plot = _MAY_PLOT[n] = last in _PLOT_NAMES or last.startswith("mark_") or n.startswith(_PLOT_PREFIXES)
-    if not may_plot:
+    if not _may_plot(n):
         return ()
     if n.startswith("shap.") and _shap_plot(call):
         return ("shap",)

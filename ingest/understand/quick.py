@@ -14,11 +14,13 @@ pattern against texts that match through each of its branches.
 
 from __future__ import annotations
 
+import functools
 import re
 
 
-# the text last lower-cased by a case-insensitive Quick, and its lower-case form
-_lowered: list[str | None] = [None, None]
+# one text is often searched by several expressions in a row (a figure's context by the ROC,
+# precision-recall, learning-curve... rules): lower-cased once
+_lower = functools.lru_cache(maxsize=1)(str.lower)
 
 
 class Quick:
@@ -39,13 +41,7 @@ class Quick:
             # ASCII one (K, the Kelvin sign, -> k) lower() turns into that very letter.
             if not text.isascii() and ("\u017f" in text or "\u0131" in text or "\u0130" in text):
                 return self.pattern.search(text)
-            # one text is often searched by several expressions in a row (a figure's context by the
-            # ROC, precision-recall, learning-curve... rules): lower-cased once
-            if text is _lowered[0]:
-                hay = _lowered[1]
-            else:
-                hay = text.lower()
-                _lowered[0], _lowered[1] = text, hay
+            hay = _lower(text)
         else:
             hay = text
         for needle in self.needles:
