@@ -228,7 +228,12 @@ def _analyze_cells(cells: list[Any], language: str | None) -> NotebookFacts:
     return NotebookFacts(ANALYZER_VERSION, facts, plots, sorted(notebook_libraries))
 
 
-def _analyse_code(source: str, scope: Scope, cf: CellFacts) -> tuple[list[Call], list[Import], list, bool, CellVisitor | None]:
+def parse_code(source: str) -> tuple[ast.Module | None, str | None, bool, str, str | None]:
+    """The syntax tree the analysis reads for one code cell: (tree, error, ipython_syntax, parsed text, head).
+
+    IPython's transformer then ``ast``; only the ``head`` of a very long (generated) cell when it parses
+    on its own; Python 2 prints rewritten when nothing else parses. Also what the ingest benchmark
+    times as the analysis's parsing floor."""
     head = head_of(source, MAX_ANALYSED_CHARS) if len(source) > MAX_ANALYSED_CHARS else None
     if head is not None:
         tree, error, used_ipython, text = parse_cell_with_text(head, warnings_off=True)
@@ -236,12 +241,17 @@ def _analyse_code(source: str, scope: Scope, cf: CellFacts) -> tuple[list[Call],
             head = None
     if head is None:
         tree, error, used_ipython, text = parse_cell_with_text(source, warnings_off=True)
-    cf.ipython_syntax = used_ipython and tree is not None
+    ipython_syntax = used_ipython and tree is not None
     if tree is None:
         repaired = repair_python2(source)
         if repaired is not None:
             tree, _, used, text = parse_cell_with_text(repaired, warnings_off=True)
-            cf.ipython_syntax = cf.ipython_syntax or used
+            ipython_syntax = ipython_syntax or used
+    return tree, error, ipython_syntax, text, head
+
+
+def _analyse_code(source: str, scope: Scope, cf: CellFacts) -> tuple[list[Call], list[Import], list, bool, CellVisitor | None]:
+    tree, error, cf.ipython_syntax, text, head = parse_code(source)
     if tree is not None and error is None:
         visitor = CellVisitor(scope, text)
         visitor.visit(tree)

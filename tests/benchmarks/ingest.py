@@ -14,6 +14,10 @@ On one embedded PostgreSQL started in a temporary directory, into a fresh migrat
   writer, checkpointer...), so nothing the database does for the ingest goes uncounted.
 * ``analysis_overhead``: the same ingest with the code analysis, alternated with the one without;
   (with - without) / without for wall time and for CPU time of all processes (issue 4: <= 0.5).
+  Its ``parts``, measured the same way in the same alternation: ``parse_only`` (an "analysis" that only
+  parses each code cell as the analyser does: IPython's transformer, then ``ast``; nothing computed
+  from the trees, nothing stored) and ``not_stored`` (the whole analysis in the workers, its rows not
+  stored), so the overhead splits into parsing, the rest of the analysis, and storing its rows.
 * ``naive``: ``nbformat.read`` with its default validator, then one ORM ``INSERT`` per row
   (notebook, cell, output, image, output_image, source), one commit per notebook.
 
@@ -128,6 +132,30 @@ def _settle(session: Session, database: str) -> None:
     time.sleep(0.05)
 
 
+class ParseOnly:
+    """The parsing floor of the code analysis: every code cell parsed exactly as the analyser parses it,
+    the trees dropped. Picklable (the ingest's workers run it)."""
+
+    def __call__(self, nb):
+        from ingest.understand.analyzer import parse_code, without_gc
+        from ingest.understand.ipython import quiet
+
+        with without_gc(), quiet():  # as analyze_cells runs
+            for cell in nb.get("cells", []):
+                if cell.get("cell_type") == "code":
+                    parse_code(cell.get("source", ""))
+        return None
+
+
+def _not_stored():
+    from ingest.understand.store import CodeAnalyzer
+
+    class NotStored(CodeAnalyzer):
+        load = None  # the ingest stores the analysis rows only through the analyzer's load()
+
+    return NotStored()
+
+
 def nbatlas(url: str, workers: int, home: Path, analyzer, postmaster: int) -> tuple[float, dict]:
     """Wall time of one ingest, and the CPU time it used: this process, its workers, the PostgreSQL server
     (all its processes: the main session's backend, the workers' backends, WAL writer, checkpointer...)."""
@@ -233,6 +261,10 @@ def main() -> None:
         "--no-analysis-overhead", action="store_true",
         help="skip the paired ingests with and without code analysis (analysis_overhead, issue 4's budget <= 0.5)",
     )
+    parser.add_argument(
+        "--no-analysis-parts", action="store_true",
+        help="skip the ingests that split the analysis overhead (parsing only; analysis without storing its rows)",
+    )
     args = parser.parse_args()
 
     import orjson
@@ -254,16 +286,19 @@ def main() -> None:
             floor_cpu = time.process_time() - cpu_started
             floor_orjson_s = min(floor(files, orjson.loads) for _ in range(args.repeat))
             # without and with code analysis, alternated so both see the same machine load
-            plain_runs, analysed_runs = [], []
+            plain_runs, analysed_runs, parse_runs, unstored_runs = [], [], [], []
+            variants = [(None, plain_runs), ("default", analysed_runs)]
+            if not args.no_analysis_overhead and not args.no_analysis_parts:
+                variants += [(ParseOnly(), parse_runs), (_not_stored(), unstored_runs)]
             for i in range(args.repeat):
-                for analyzer, into in ((None, plain_runs), ("default", analysed_runs)):
+                for v, (analyzer, into) in enumerate(variants):
                     if analyzer == "default" and args.no_analysis_overhead and not args.analyze:
                         continue
                     if analyzer is None and args.no_analysis_overhead and args.analyze:
                         continue
                     url = fresh(server)
                     floor_samples.append(floor(files))
-                    into.append(nbatlas(url, args.workers, Path(tmp) / f"home{i}{analyzer or ''}", analyzer, postmaster))
+                    into.append(nbatlas(url, args.workers, Path(tmp) / f"home{i}-{v}", analyzer, postmaster))
                     drop(server, url)
             floor_s = min(floor_samples)
             runs = analysed_runs if args.analyze else plain_runs
@@ -285,6 +320,14 @@ def main() -> None:
                     "cpu_seconds_with": round(cpu_with, 3),
                     "cpu_seconds_with_by_process": min(analysed_runs, key=cpu)[1]["cpu_seconds"],
                 }
+                if parse_runs and unstored_runs:
+                    def part(runs):
+                        return {
+                            "wall": round((min(r[0] for r in runs) - wall_without) / wall_without, 3),
+                            "cpu": round((min(map(cpu, runs)) - cpu_without) / cpu_without, 3),
+                        }
+
+                    overhead["parts"] = {"parse_only": part(parse_runs), "not_stored": part(unstored_runs)}
             split = None
             if args.search_split:
                 bare = []
