@@ -18,7 +18,6 @@ import subprocess
 import sys
 import uuid
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +27,7 @@ from sqlmodel import Session
 
 from db import schema
 from db.queries import similarity as sim
-from db.queries.filters import CellFilter, ImageFilter, NotebookFilter
+from db.queries.filters import CellFilter, NotebookFilter
 from db.settings import Settings
 from ingest.embed import get_embedder
 from ingest.embed.image import load_rgb
@@ -38,6 +37,7 @@ from db.server import create_database, drop_database
 from tests.conftest import REAL_CORPUS, REPO, cli_env, real_notebooks
 
 LABELS = REPO / "tests" / "data" / "labels" / "plot_kinds.csv"
+HELD_OUT_LABELS = REPO / "tests" / "data" / "labels" / "plot_kinds_heldout.csv"
 MAGIC = re.compile(r"^\s*[%!?]")
 
 
@@ -388,15 +388,28 @@ def test_plot_kind_precision_at_5_over_the_default_image_space(db):
     assert LABELS.exists(), f"{LABELS} (labelled plot kinds) is missing"
     with LABELS.open() as f:
         labels = {row["image_sha256"]: set(row["kinds"].split(";")) for row in csv.DictReader(f)}
+    with HELD_OUT_LABELS.open() as f:
+        held_out = {row["image_sha256"]: set(row["kinds"].split(";")) for row in csv.DictReader(f)}
     model = _ref(db, "image")
     rows = db.execute(
         text("SELECT image_sha256, embedding::text FROM image_embedding "
              "WHERE model = :m AND model_version = :v AND embedding IS NOT NULL AND image_sha256 = ANY(:s)"),
-        {"m": model.name, "v": model.version, "s": list(labels)},
+        {"m": model.name, "v": model.version, "s": list(labels) + list(held_out)},
     ).all()
-    assert len(rows) == len(labels), "every labelled image is in the real corpus"
-    shas = [r[0] for r in rows]
-    matrix = np.array([json.loads(r[1]) for r in rows], dtype=np.float32)
+    assert len(rows) == len(labels) + len(held_out), "every labelled image is in the real corpus"
+    vectors = {r[0]: np.array(json.loads(r[1]), dtype=np.float32) for r in rows}
+    # The labels added in session 5 (every other image of the corpus, labelled blind, nothing tuned on
+    # them) are scored apart and with the first set; the figure stays the first set's, the one
+    # the descriptor was developed and judged on before they existed.
+    for name, part, floor in (("the 233 held-out labels (session 5)", held_out, 0.75),
+                              ("all 564 labelled images of the corpus", {**labels, **held_out}, 0.59)):
+        scored, _ = _precision_at_5(np.array([vectors[sha] for sha in part]), list(part.values()))
+        macro = float(np.mean(list(scored.values())))
+        print(f"\nprecision@5 among {name}: macro over {len(scored)} kinds {macro:.3f}; "
+              + ", ".join(f"{k} {p:.2f}" for k, p in sorted(scored.items(), key=lambda kv: -kv[1])))
+        assert macro >= floor  # regression floors just below the figures measured when the labels came (0.760, 0.602)
+    shas = list(labels)
+    matrix = np.array([vectors[sha] for sha in shas])
     scored, sizes = _precision_at_5(matrix, [labels[sha] for sha in shas])
     print(f"\nprecision@5 of same-kind neighbours, default image space ({model.name} v{model.version}):")
     for kind, p in sorted(scored.items(), key=lambda kv: -kv[1]):
