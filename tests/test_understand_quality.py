@@ -8,9 +8,10 @@ heatmap); a histogram with a KDE curve is both histogram and density; an image t
 (a photo, a molecule drawing, a video thumbnail) is ``other``.
 
 ``tests/data/labels/plot_kinds_heldout.csv``: the other 233 images of the real corpus (46 notebooks,
-41 of them with no image in the first set), labelled in session 5 the same way by three people who
-were not shown the rules, their output or the image embedder. Nothing has been tuned on them: the
-first set is where the rules were developed, this one measures how they carry over.
+41 of them with no image in the first set), labelled in session 5 the same way by three labellers
+(helpers of that session) who were not shown the rules, their output or the image embedder. Nothing
+has been tuned on them: the first set is where the rules were developed, this one measures how
+they carry over.
 
 ``tests/data/labels/stages.csv``: 393 code cells of 15 real notebooks, labelled by reading the code.
 
