@@ -50,6 +50,9 @@ from sqlmodel import Session  # noqa: E402
 from db import schema  # noqa: E402
 from db.server import create_database, drop_database, embedded_uri, stop_embedded  # noqa: E402
 from db.settings import Settings  # noqa: E402
+from ingest.understand.analyzer import parse_code, without_gc  # noqa: E402
+from ingest.understand.ipython import quiet  # noqa: E402
+from ingest.understand.store import CodeAnalyzer  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus" / "real"
 RASTER = ("image/png", "image/jpeg", "image/gif", "png", "jpeg")
@@ -137,9 +140,6 @@ class ParseOnly:
     the trees dropped. Picklable (the ingest's workers run it)."""
 
     def __call__(self, nb):
-        from ingest.understand.analyzer import parse_code, without_gc
-        from ingest.understand.ipython import quiet
-
         with without_gc(), quiet():  # as analyze_cells runs
             for cell in nb.get("cells", []):
                 if cell.get("cell_type") == "code":
@@ -147,13 +147,10 @@ class ParseOnly:
         return None
 
 
-def _not_stored():
-    from ingest.understand.store import CodeAnalyzer
+class NotStored(CodeAnalyzer):
+    """The whole code analysis in the workers, its rows not stored. Picklable, as ParseOnly."""
 
-    class NotStored(CodeAnalyzer):
-        load = None  # the ingest stores the analysis rows only through the analyzer's load()
-
-    return NotStored()
+    load = None  # the ingest stores the analysis rows only through the analyzer's load()
 
 
 def nbatlas(url: str, workers: int, home: Path, analyzer, postmaster: int) -> tuple[float, dict]:
@@ -289,7 +286,7 @@ def main() -> None:
             plain_runs, analysed_runs, parse_runs, unstored_runs = [], [], [], []
             variants = [(None, plain_runs), ("default", analysed_runs)]
             if not args.no_analysis_overhead and not args.no_analysis_parts:
-                variants += [(ParseOnly(), parse_runs), (_not_stored(), unstored_runs)]
+                variants += [(ParseOnly(), parse_runs), (NotStored(), unstored_runs)]
             for i in range(args.repeat):
                 for v, (analyzer, into) in enumerate(variants):
                     if analyzer == "default" and args.no_analysis_overhead and not args.analyze:
