@@ -386,10 +386,8 @@ def test_markdown_without_its_markup_and_every_sixth_word_finds_its_original(db)
 def test_plot_kind_precision_at_5_over_the_default_image_space(db):
     """k-NN among the labelled images: share of the 5 nearest sharing a kind with the query."""
     assert LABELS.exists(), f"{LABELS} (labelled plot kinds) is missing"
-    with LABELS.open() as f:
-        labels = {row["image_sha256"]: set(row["kinds"].split(";")) for row in csv.DictReader(f)}
-    with HELD_OUT_LABELS.open() as f:
-        held_out = {row["image_sha256"]: set(row["kinds"].split(";")) for row in csv.DictReader(f)}
+    labels, notebooks = _read_kinds(LABELS)
+    held_out, _ = _read_kinds(HELD_OUT_LABELS)
     model = _ref(db, "image")
     rows = db.execute(
         text("SELECT image_sha256, embedding::text FROM image_embedding "
@@ -418,7 +416,6 @@ def test_plot_kind_precision_at_5_over_the_default_image_space(db):
     print(f"  macro over {len(scored)} kinds: {macro:.3f} (issue 5 target: 0.6)")
     # The descriptor's block weights were chosen on the labelled images of half the notebooks (A) and
     # checked on the other half (B); each half is scored among its own images, on its kinds with 6+
-    notebooks = {row["image_sha256"]: row["notebook"] for row in csv.DictReader(LABELS.open())}
     for half in "AB":
         idx = [i for i, sha in enumerate(shas) if _notebook_half(notebooks[sha]) == half]
         part, _ = _precision_at_5(matrix[idx], [labels[shas[i]] for i in idx])
@@ -429,6 +426,14 @@ def test_plot_kind_precision_at_5_over_the_default_image_space(db):
     # confuses are visually alike (line vs learning curve, bar vs count vs histogram, confusion
     # matrix vs correlation heatmap); see the README's embeddings section
     assert macro >= 0.59
+
+
+def _read_kinds(path) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """A plot-kind label file: image -> its kinds, and image -> the notebook that drew it."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return ({r["image_sha256"]: set(r["kinds"].split(";")) for r in rows},
+            {r["image_sha256"]: r["notebook"] for r in rows})
 
 
 def _notebook_half(notebook: str) -> str:
