@@ -246,10 +246,13 @@ class RateLimit:
         wait = bucket.take(client_address(scope, trust_proxy=self.trust_proxy))
         if wait:
             what = "image and static file requests" if bucket is self.assets else "requests"
+            # Retry-After takes whole seconds: the message says the same number, so a person reading
+            # "retry in 0.0 s" does not retry at once and get refused again
+            seconds = max(1, math.ceil(wait))
             return await send_json(
                 send, 429, {"error": f"too many {what}: this server allows {bucket.rate:g} per second per client "
-                                     f"(bursts of {bucket.burst:g}); retry in {wait:.1f} s"},
-                [(b"retry-after", str(math.ceil(wait)).encode())],
+                                     f"(bursts of {bucket.burst:g}); retry in {seconds} s"},
+                [(b"retry-after", str(seconds).encode())],
             )
         return await self.app(scope, receive, send)
 

@@ -8,7 +8,9 @@ server leaves out where a run ran (host, process id) and where files landed on t
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -45,6 +47,30 @@ def loaders(info: Info) -> KaggleLoaders:
 
 def _public(info: Info) -> bool:
     return bool(info.context.db.public)
+
+
+# spec keys that name folders on the owner's machine (`nbatlas import`: root, meta); other keys are options
+_PATH_KEYS = frozenset({"root", "meta", "path", "folder", "dir", "directory", "dest", "destination", "home"})
+_PATH_VALUE = re.compile(r"(?:~|[A-Za-z]:)?[\\/]|file:", re.IGNORECASE)
+# an absolute path inside a message ("... No such file or directory: '/tmp/x'"); a ref "owner/slug" or a URL is not one
+_PATH_IN_TEXT = re.compile(r"(?<![\w:/.~-])(?:~|[A-Za-z]:)?[\\/](?![\\/\s])[^\s'\"()\[\],;]*")
+
+
+def without_paths(value: Any) -> Any:
+    """``value`` (a run's JSON spec) with every local path nulled: keys that name folders, and any string
+    that starts like an absolute path, at any depth."""
+    if isinstance(value, dict):
+        return {k: None if k.lower() in _PATH_KEYS else without_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_paths(v) for v in value]
+    if isinstance(value, str) and _PATH_VALUE.match(value):
+        return None
+    return value
+
+
+def paths_hidden(text: str | None) -> str | None:
+    """``text`` with each absolute path in it replaced by "<path>"."""
+    return None if text is None else _PATH_IN_TEXT.sub("<path>", text)
 
 
 @strawberry.type(description="Kaggle metadata of one place a notebook was found: a Kaggle kernel, or a member of "
@@ -168,16 +194,30 @@ class KagglePull:
         return await info.context.loaders.notebook.load(self.notebook_id) if self.notebook_id is not None else None
 
 
+# the public server leaves out the folders an import read (spec.root, spec.meta), wherever they hide
+async def _run_spec(root: strawberry.Parent[MiningRun], info: Info) -> JSON:
+    return without_paths(root.spec_stored) if _public(info) else root.spec_stored
+
+
+async def _run_resolved(root: strawberry.Parent[MiningRun], info: Info) -> JSON | None:
+    return without_paths(root.resolved_stored) if _public(info) else root.resolved_stored
+
+
+async def _run_error(root: strawberry.Parent[MiningRun], info: Info) -> str | None:
+    return paths_hidden(root.error_text) if _public(info) else root.error_text
+
+
 @strawberry.type(description="One `nbatlas mine kaggle` / `nbatlas import` invocation (a resumed run keeps its record): "
                  "enough to re-draw the same sample.")
 class MiningRun:
     id: int = strawberry.field(description="The run id `nbatlas mine` prints (NotebookFilter.miningRun takes it).")
     kind: str = strawberry.field(description="kaggle | meta-kaggle-code | kgtorrent")
-    spec: JSON = strawberry.field(description="Every option that decides the sample, as given.")
-    resolved: JSON | None = strawberry.field(description="What the spec resolved to when listing (e.g. the top competitions then).")
+    spec: JSON = strawberry.field(resolver=_run_spec, description="Every option that decides the sample, as given.")
+    resolved: JSON | None = strawberry.field(
+        resolver=_run_resolved, description="What the spec resolved to when listing (e.g. the top competitions then).")
     command: str | None = strawberry.field(description="The equivalent command line.")
     status: str = strawberry.field(description="running | finished | failed | interrupted")
-    error: str | None
+    error: str | None = strawberry.field(resolver=_run_error)
     started_at: datetime
     listed_at: datetime | None
     finished_at: datetime | None
@@ -190,11 +230,15 @@ class MiningRun:
     retries: int = strawberry.field(description="HTTP calls retried after a 429 / 5xx / connection error.")
     host_name: strawberry.Private[str | None]
     process_id: strawberry.Private[int | None]
+    spec_stored: strawberry.Private[Any]
+    resolved_stored: strawberry.Private[Any]
+    error_text: strawberry.Private[str | None]
 
     @classmethod
     def from_row(cls, r) -> MiningRun:
         return cls(
-            id=r.id, kind=r.kind, spec=r.spec, resolved=r.resolved, command=r.command, status=r.status, error=r.error,
+            id=r.id, kind=r.kind, spec_stored=r.spec, resolved_stored=r.resolved, command=r.command, status=r.status,
+            error_text=r.error,
             started_at=r.started_at, listed_at=r.listed_at, finished_at=r.finished_at, resumed=r.resumed,
             listed=r.listed, selected=r.selected, pulled=r.pulled, skipped=r.skipped, failed=r.failed,
             retries=r.retries, host_name=r.host, process_id=r.pid,

@@ -7,6 +7,7 @@ into any input writes nothing.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -216,6 +217,8 @@ def test_rate_limit_per_client_ignores_x_forwarded_for_unless_trusted(strict_url
     limited = http_get(f"{strict_url}/graphql", params={"query": "{ __typename }"})
     assert limited.status_code == 429
     assert int(limited.headers["retry-after"]) >= 1 and "too many requests" in limited.json()["error"]
+    # the message gives the same whole seconds as the header (it said "retry in 0.0 s" beside Retry-After: 1)
+    assert limited.json()["error"].endswith(f"retry in {limited.headers['retry-after']} s")
     assert http_get(f"{strict_url}/health").status_code == 200  # health checks are never limited
 
 
@@ -225,3 +228,60 @@ def test_client_waits_out_the_rate_limit(strict_url):
             assert c.query("{ __typename }") == {"__typename": "Query"}
         with pytest.raises(GraphQLErrors, match="first must be between 1 and 100"):
             c.query("{ cells(first: 101) { nodes { id } } }")
+
+
+# --- what the public server leaves out of a mining run ------------------------------------------
+
+
+def test_public_mining_runs_leave_out_local_folders(fresh_database, tmp_path):
+    """An archive import records the folders it read (spec.root, spec.meta): the public server
+    nulls them, as it nulls host and pid, and hides paths in a failed run's error."""
+    import shutil
+
+    from sqlmodel import Session
+
+    from api.app import create_app
+    from db.settings import Settings
+    from ingest.kaggle.archives import ArchiveSelection, import_archive
+    from tests.fake_kaggle import REAL_CORPUS, smallest_notebooks
+    from tests.test_api_schema import gql
+
+    url = fresh_database()
+    root = tmp_path / "private-folder" / "kgtorrent"
+    (root / "notebooks").mkdir(parents=True)
+    for i, row in enumerate(smallest_notebooks(4)[2:]):
+        shutil.copyfile(REAL_CORPUS / row["file"], root / "notebooks" / f"user{i}_slug-{i}.ipynb")
+    settings = Settings(home=tmp_path / "home", database_url=url)
+    eng = create_engine(url)
+    with Session(eng) as session:
+        report = import_archive("kgtorrent", root, meta_dir=root, selection=ArchiveSelection(), session=session,
+                                settings=settings)
+        session.commit()
+        # a failed run's message names the file it choked on, as archives.py records it
+        session.execute(text("UPDATE mining_run SET error = :e WHERE id = :i"),
+                        {"e": f"FileNotFoundError: [Errno 2] No such file or directory: '{root}/Users.csv' "
+                              "(see https://www.kaggle.com/code/user0/slug-0)", "i": report.run_id})
+        session.commit()
+    eng.dispose()
+    query = "{ miningRuns { nodes { id kind host pid spec resolved error } } }"
+    runs = {}
+    for public in (False, True):
+        app = create_app(Settings(home=tmp_path / f"home-{public}", database_url=url), public=public)
+        try:
+            body = gql(app, query)
+        finally:
+            app.state.db.dispose()
+        assert "errors" not in body, body
+        (runs[public],) = body["data"]["miningRuns"]["nodes"]
+
+    private, public = runs[False], runs[True]
+    assert private["spec"]["root"] == str(root) and private["host"] and str(root) in private["error"]
+    assert public["kind"] == "kgtorrent" and public["host"] is None and public["pid"] is None
+    assert public["spec"]["root"] is None and public["spec"]["meta"] is None
+    # every other option of the sample is still there, unchanged
+    assert {k: v for k, v in public["spec"].items() if k not in ("root", "meta")} == {
+        k: v for k, v in private["spec"].items() if k not in ("root", "meta")}
+    assert public["resolved"] == private["resolved"]
+    assert public["error"] == ("FileNotFoundError: [Errno 2] No such file or directory: '<path>' "
+                               "(see https://www.kaggle.com/code/user0/slug-0)")
+    assert "private-folder" not in json.dumps(public)

@@ -381,6 +381,33 @@ def test_notebook_page_renders_and_sanitises(client: TestClient, corpus, db: Ses
     assert client.get("/notebook/999999999").status_code == 404
 
 
+def test_notebook_page_takes_a_sha256_too(client: TestClient, db: Session):
+    # /plot/ takes a SHA-256 and the API, `nbatlas get` and /notebooks/SHA.ipynb name notebooks by theirs
+    nb_id, sha = db.execute(text("SELECT id, sha256 FROM notebook WHERE n_image_outputs > 0 ORDER BY id LIMIT 1")).one()
+    sha = sha.strip()
+    for key in (sha, sha.upper(), sha[:12]):
+        r = client.get(f"/notebook/{key}", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == f"/notebook/{nb_id}", key
+    assert client.get(f"/notebook/{sha}?after=3", follow_redirects=False).headers["location"] == f"/notebook/{nb_id}?after=3"
+    page = client.get(f"/notebook/{sha}")
+    assert page.status_code == 200 and 'id="cell-0"' in page.text
+
+    # never the framework's JSON: an HTML page that says what the URL takes
+    for path, status, words in (
+        ("/notebook/not-a-notebook", 404, "row id (/notebook/12) or a SHA-256"),
+        (f"/notebook/{'f' * 64}", 404, "no notebook has a SHA-256 starting with"),
+        (f"/notebook/{nb_id}?after=x", 400, "not a cell position"),
+        ("/notebook/99999999999999999999999", 404, "no notebook"),
+    ):
+        r = client.get(path, follow_redirects=False)
+        assert r.status_code == status and r.headers["content-type"].startswith("text/html"), path
+        assert words in r.text, path
+    ambiguous = db.execute(text("SELECT left(sha256, 4) FROM notebook GROUP BY 1 HAVING count(*) > 1 LIMIT 1")).scalar()
+    if ambiguous:  # two notebooks sharing 4 hex digits: likely among 237, not certain
+        r = client.get(f"/notebook/{ambiguous}")
+        assert r.status_code == 400 and "give more digits" in r.text
+
+
 # ---------------------------------------------------------------- login, token, GraphQL, forms
 
 
@@ -406,7 +433,9 @@ def test_coding_through_graphql(client: TestClient, corpus, db: Session):
     variables = {"c": code, "t": f"image:{sha}"}
 
     assert "needs an annotator" in gql(client, mutation, variables)["errors"][0]["message"]
-    assert "needs an annotator" in gql(client, mutation, variables, **{"X-Annotator-Token": "nba_nope"})["errors"][0]["message"]
+    # a token that matches no annotator is named as such (a typo or a rotated token), not as a missing one
+    unknown = gql(client, mutation, variables, **{"X-Annotator-Token": "nba_nope"})["errors"][0]["message"]
+    assert "token not recognised" in unknown and "needs an annotator" not in unknown
     done = gql(client, mutation, variables, **{"X-Annotator-Token": corpus["token"]})["data"]["annotate"]
     assert (done["code"], done["annotator"], done["target"]) == ("diagnose", "alice", f"image:{sha}")
 

@@ -45,6 +45,13 @@ async def current_annotator(info: Info) -> dict | None:
 async def require_annotator(info: Info) -> dict:
     found = await current_annotator(info)
     if found is None:
+        request = info.context.request
+        if request is not None and auth.token_for_write(request):
+            # a token was sent but matches no annotator: a typo or a revoked token, not a missing header
+            raise UserError(
+                "annotator token not recognised: no annotator has this token "
+                "(`nbatlas annotator token NAME` gives NAME a new one, `nbatlas annotator add NAME` a new annotator)"
+            )
         raise UserError(
             "this needs an annotator: send your token as the X-Annotator-Token header "
             "(`nbatlas annotator add NAME` prints one)"

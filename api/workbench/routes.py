@@ -26,6 +26,7 @@ from api.workbench import auth, render
 from api.workbench.pages import GALLERY_PAGE, gallery_page, notebook_page, plot_page, sample_page
 from db.queries import browse, study
 from db.queries.filters import FilterParamError, filter_from_params
+from db.queries.notebooks import AmbiguousPrefix, NotebookNotFound, resolve_sha256
 from db.queries.workbench import PlotFilter
 from db.settings import Settings
 
@@ -148,10 +149,28 @@ def build_workbench_router(db: Database, *, settings: Settings, public: bool) ->
             return not_found(request, f"no image with SHA-256 {sha256.lower()}")
         return page(request, "plot.html", target=f"image:{sha256.lower()}", **data)
 
-    @router.get("/notebook/{notebook_id}", response_class=HTMLResponse)
-    async def notebook(request: Request, notebook_id: int, after: int | None = None) -> HTMLResponse:
+    @router.get("/notebook/{key}", response_class=HTMLResponse)
+    async def notebook(request: Request, key: str, after: str | None = None) -> Response:
+        # the pages link notebooks by row id; a researcher pastes the SHA-256 the API, `nbatlas get` and
+        # /notebooks/SHA.ipynb use (or a prefix of it): send that to the row id's page
+        if not key.isdigit():
+            try:
+                sha = await db.read(resolve_sha256, prefix=key)
+            except AmbiguousPrefix as exc:
+                return page(request, "error.html", status=400, title="Ambiguous notebook", message=f"{exc}: give more digits")
+            except NotebookNotFound as exc:
+                return not_found(request, f"{exc}; notebook pages take a row id (/notebook/12) or a SHA-256")
+            found = await db.read(browse.notebook_ids_by_sha256, ids=[sha])
+            query = f"?{urlencode({'after': after})}" if after else ""
+            return RedirectResponse(f"/notebook/{found[sha]}{query}", status_code=303)
+        if after is not None and not after.isdigit():
+            return page(request, "error.html", status=400, title="Bad page", message=f"not a cell position: after={after!r}")
+        notebook_id = int(key)
+        if notebook_id >= 2**63:  # more than a row id can hold: the database would refuse the number itself
+            return not_found(request, f"no notebook {notebook_id}")
         annotator = await who(request)
-        data = await db.read(notebook_page, notebook_id=notebook_id, after=after, coding=coding_args(request, annotator))
+        data = await db.read(notebook_page, notebook_id=notebook_id, after=int(after) if after else None,
+                             coding=coding_args(request, annotator))
         if data is None:
             return not_found(request, f"no notebook {notebook_id}")
         return page(request, "notebook.html", target=f"notebook:{notebook_id}", render=render, **data)
