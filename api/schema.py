@@ -166,17 +166,15 @@ class Query(ReproduceQuery, UnderstandQuery, KaggleQuery, SimilarityQuery):
         ctx = info.context
         first = ctx.page_size(first)
         cursor = ctx.cursor(after, "hit", (float, int))
-        rows = await ctx.db.read(
-            search.search_cells,
-            query=query,
-            kinds=[k.value for k in kinds] if kinds else search.KINDS,
-            first=first,
-            after=cursor,
-            notebook=_filter(filter),
-        )
+        searched = {"query": query, "kinds": [k.value for k in kinds] if kinds else search.KINDS, "notebook": _filter(filter)}
+        rows = await ctx.db.read(search.search_cells, first=first, after=cursor, **searched)
+
+        async def count() -> int:
+            return await ctx.db.read(search.search_count, **searched)
+
         return t.make_connection(
             [t.SearchHit.from_row(r) for r in rows], [ctx.encode_cursor("hit", r.rank, r.id) for r in rows],
-            first=first, after=after,
+            first=first, after=after, count=count,
         )
 
     @strawberry.field(description="How the matching notebooks spread over one field: value/count pairs, most frequent first.")

@@ -16,6 +16,8 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from api.ids import global_id
+from db.queries import browse
+from db.queries.filters import CellFilter, NotebookFilter
 from db.queries.search import HIGHLIGHT_START, HIGHLIGHT_STOP
 
 T = TypeVar("T")
@@ -305,7 +307,21 @@ class Notebook(Node):
         (after_position,) = ctx.cursor(after, "position", (int,)) or (None,)
         key = (self.db_id, first, after_position, tuple(cell_type) if cell_type else None)
         cells = await ctx.loaders.cells_of_notebook.load(key)
-        return make_connection(cells, [ctx.encode_cursor("position", c.position) for c in cells], first=first, after=after)
+        return make_connection(cells, [ctx.encode_cursor("position", c.position) for c in cells], first=first,
+                               after=after, count=self._cell_count(info, cell_type))
+
+    def _cell_count(self, info: Info, cell_type: list[str] | None) -> Callable[[], Awaitable[int]]:
+        """The notebook's cell count (of these types), asked for only when totalCount is: without a
+        type it is the notebook's own n_cells, with one an indexed COUNT over its cells."""
+        n_cells = self.n_cells
+
+        async def count() -> int:
+            if not cell_type:
+                return n_cells
+            flt = CellFilter(cell_type=tuple(cell_type), notebook=NotebookFilter(ids=(self.db_id,)))
+            return await _ctx(info).db.read(browse.count, table="cell", filter=flt)
+
+        return count
 
     @strawberry.field(description="The images the notebook's outputs show, in notebook order.")
     async def images(self, info: Info, first: int | None = None) -> list[Image]:

@@ -199,7 +199,9 @@ class Vocabulary:
 class UnderstandQuery:
     @strawberry.field(
         description="Figures in output order, a page at a time: e.g. ROC curves of notebooks importing xgboost, "
-        'filter: {plotKind: ["roc_curve"], notebook: {library: ["xgboost"]}}.'
+        'filter: {plotKind: ["roc_curve"], notebook: {library: ["xgboost"]}}. One node per output and mime type '
+        "(an output showing a plot as both PNG and SVG is two nodes, and `totalCount` counts both); `plotCounts` "
+        "counts outputs."
     )
     async def plots(
         self, info: Info, first: int | None = None, after: str | None = None, filter: PlotFilterInput | None = None

@@ -327,6 +327,60 @@ def test_export_filters_and_image_bytes(api_url, db, tmp_path):
     assert http_get(f"{api_url}/export/cells.csv").status_code == 404
 
 
+@pytest.mark.parametrize("table,key,typo,valid", [
+    ("cells", "stage", "evalution", "setup, data_loading, exploration"),
+    ("cells", "cell_type", "cod", "code, markdown, raw"),
+    ("images", "plot_kind", "bogus", "confusion_matrix, roc_curve"),
+    ("images", "mime", "image/jpg", "image/png, image/jpeg, image/gif, image/svg+xml"),
+    ("outputs", "output_type", "display", "execute_result, display_data, stream, error"),
+    ("notebooks", "reproduction.status", "OK", "ok, error, timeout"),
+    ("cells", "notebook.source_kind", "kagle", "local, archive, kaggle"),
+])
+def test_export_refuses_a_word_outside_its_vocabulary(api_url, table, key, typo, valid):
+    # a typo once answered 200 with nothing in it
+    r = http_get(f"{api_url}/export/{table}.ndjson", params={key: typo})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith(f"{key}: unknown value {typo!r}") and valid in r.json()["error"]
+
+
+def test_export_typos_and_open_vocabularies(api_url, real_corpus_url, db, tmp_path):
+    r = http_get(f"{api_url}/export/cells.ndjson", params=[("stage", "evaluation,evalution")])
+    assert r.status_code == 400 and "(did you mean 'evaluation'?)" in r.json()["error"]
+    # the right word still filters; a library is free text (an unknown one simply matches nothing)
+    r = http_get(f"{api_url}/export/cells.ndjson", params={"stage": "evaluation"})
+    assert r.status_code == 200 and len(r.text.splitlines()) == scalar(
+        db, "SELECT count(*) FROM cell_analysis WHERE stage = 'evaluation'") > 0
+    r = http_get(f"{api_url}/export/cells.ndjson", params={"library": "no_such_library"})
+    assert r.status_code == 200 and r.text == ""
+    # the command refuses it too, with exit code 1 and no file
+    out = tmp_path / "i.ndjson"
+    done = subprocess.run(
+        [NBATLAS, "export", "images", "-o", str(out), "-w", "plot_kind=bogus", "--no-progress"],
+        env={**cli_env(real_corpus_url, tmp_path / "home"), "COLUMNS": "400"}, capture_output=True, text=True, timeout=300,
+    )
+    said = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 1 and "plot_kind: unknown value 'bogus'" in said and "valid values: confusion_matrix," in said
+    assert not out.exists() and not out.with_name(out.name + ".part").exists()
+
+
+def test_search_and_nested_cells_count_what_they_list(client, db):
+    query = """query($q: String!, $first: Int, $after: String) { search(query: $q, kinds: [CODE, MARKDOWN], first: $first,
+        after: $after) { totalCount nodes { cell { dbId } } pageInfo { hasNextPage endCursor } } }"""
+    hits = list(client.paginate(query, "search", {"q": "confusion matrix"}, page_size=100))
+    total = client.query(query, {"q": "confusion matrix", "first": 1})["search"]["totalCount"]
+    assert total == len(hits) == scalar(
+        db, "SELECT count(*) FROM cell WHERE (cell_type = 'code' AND search_vector @@ websearch_to_tsquery('simple', :q)) "
+        "OR (cell_type = 'markdown' AND search_vector @@ websearch_to_tsquery('english', :q))", q="confusion matrix") > 0
+    assert client.query(query, {"q": "   ", "first": 1})["search"]["totalCount"] == 0
+
+    nb_id = scalar(db, "SELECT id FROM notebook ORDER BY n_cells DESC LIMIT 1")
+    counts = client.query("""query($id: ID!) { notebook(id: $id) { all: cells(first: 1) { totalCount }
+        markdown: cells(first: 1, cellType: ["markdown"]) { totalCount } } }""", {"id": str(nb_id)})["notebook"]
+    assert counts["all"]["totalCount"] == scalar(db, "SELECT count(*) FROM cell WHERE notebook_id = :id", id=nb_id)
+    assert counts["markdown"]["totalCount"] == scalar(
+        db, "SELECT count(*) FROM cell WHERE notebook_id = :id AND cell_type = 'markdown'", id=nb_id) > 0
+
+
 def test_export_command_writes_what_the_route_serves(real_corpus_url, db, tmp_path):
     out = tmp_path / "markdown.parquet"
     result = subprocess.run(

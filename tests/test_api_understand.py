@@ -233,3 +233,15 @@ def test_vocabulary_errors_and_public_page_caps(app, public_app):
     # read-only but readable: the public server answers the same as the private one
     q = '{ plotCounts(by: [PLOT_KIND], filter: {stage: ["evaluation"]}) { values count } }'
     assert data(public_app, q) == data(app, q)
+
+
+def test_plots_total_count_is_how_many_nodes_the_pages_hold(app, sql):
+    # an output showing a plot in two formats (PNG and SVG, or an image and a plotly figure) is two
+    # nodes; the count once counted outputs and came out short of the list
+    pairs = sql("SELECT count(*), count(DISTINCT output_id) FROM output_plot")[0]
+    assert pairs[0] > pairs[1], "the real corpus has outputs showing a figure in more than one format"
+    for f in (None, {"stage": ["exploration"]}, {"plotKind": ["line"], "interactive": False}):
+        plots = all_pages(app, PLOTS.replace("first: 40", "first: 100"), "plots", {"f": f})
+        assert data(app, PLOTS, {"f": f})["plots"]["totalCount"] == len(plots) > 0
+        assert len({(p["output"]["dbId"], p["mime"]) for p in plots}) == len(plots)
+    assert len(all_pages(app, PLOTS.replace("first: 40", "first: 100"), "plots", {"f": None})) == pairs[0]

@@ -19,9 +19,12 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlmodel import Session
 
+from db.models.reproduce import RUN_STATUSES
 from db.queries import study
+from db.queries.codec import IMAGE_MIMES
 from db.queries.study import SampleSpec, StudyError, Target, allocate, cohen_kappa, krippendorff_alpha_nominal
 from db.queries.workbench import PlotFilter
+from db.vocab import PLOT_KINDS, STAGES
 from tests.conftest import REAL_CORPUS, cli_env
 
 NBATLAS = str(Path(sys.executable).with_name("nbatlas"))
@@ -123,7 +126,25 @@ def test_samples_are_reproducible_and_recorded(real: Session):
     with pytest.raises(StudyError, match="not valid"):
         study.draw_sample(session=real, name="bad name!", spec=spec)
     with pytest.raises(StudyError, match="no image matches"):
-        study.draw_sample(session=real, name="empty", spec=SampleSpec(n=3, seed=1, filter=PlotFilter(plot_kind=("nope",))))
+        study.draw_sample(session=real, name="empty", spec=SampleSpec(n=3, seed=1, filter=PlotFilter(library=("nope",))))
+
+
+@pytest.mark.parametrize("criterion,typo,valid", [
+    ("stage", "evalution", STAGES), ("plot_kind", "bogus", (*PLOT_KINDS, "(none)")),
+    ("run_status", "OK", RUN_STATUSES), ("mime", "image/jpg", IMAGE_MIMES),
+])
+def test_a_sample_filter_refuses_a_word_outside_its_vocabulary(real: Session, criterion, typo, valid):
+    # each would draw from an empty population: the error says which word is wrong and the right ones
+    spec = SampleSpec(n=3, seed=1, filter=PlotFilter(**{criterion: (typo,)}))
+    with pytest.raises(StudyError) as caught:
+        study.draw_sample(session=real, name="typo", spec=spec)
+    message = str(caught.value)
+    assert message.startswith(f"{criterion}: unknown value {typo!r}") and "no image matches" not in message
+    assert message.endswith("valid values: " + ", ".join(valid))
+    assert study.get_sample(session=real, name="typo") is None
+    # open criteria take any text: an unknown library is a filter matching nothing, not a typo
+    with pytest.raises(StudyError, match="no image matches"):
+        study.draw_sample(session=real, name="typo", spec=SampleSpec(n=3, seed=1, filter=PlotFilter(library=("bogus",))))
 
 
 def test_stratified_filtered_sample(real: Session):
@@ -284,6 +305,8 @@ def test_study_commands(fresh_database, tmp_path: Path, monkeypatch):
         again = json.loads(run(*drawn["command"].split()[1:], "--json").stdout)  # the recorded command finds it again
         assert not again["created"] and again["strata"] == drawn["strata"]
         assert "another specification" in run("sample", "--name", "pilot", "--n", "5", "--seed", "9", ok=False).output
+        typo = " ".join(run("sample", "--name", "s", "--n", "3", "--seed", "1", "--stage", "evalution", ok=False).output.split())
+        assert "stage: unknown value 'evalution' (did you mean 'evaluation'?)" in typo and "valid values: setup," in typo
 
         codes = tmp_path / "codes.csv"
         codes.write_text("name,description,key\ndiagnose,checks the model,d\nexplore,looks at data,\n")

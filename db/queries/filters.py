@@ -10,13 +10,16 @@ condition in ``where()``; the GraphQL input and the export query parameters foll
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, literal, select, true
 
+from db import vocab
 from db.models import Cell, Image, Notebook, Output, OutputImage, Run, Source
+from db.models.reproduce import RUN_STATUSES
 from db.models.understand import CellAnalysis, NotebookAnalysis, OutputPlot
+from db.queries.codec import IMAGE_MIMES
 
 notebook_t = Notebook.__table__
 cell_t = Cell.__table__
@@ -28,6 +31,28 @@ cell_analysis_t = CellAnalysis.__table__
 notebook_analysis_t = NotebookAnalysis.__table__
 output_plot_t = OutputPlot.__table__
 run_t = Run.__table__
+
+
+# Closed vocabularies: a criterion over one of these compares with words the database only ever holds
+# from this list, so a value outside it (a typo) can match nothing and is refused instead.
+CELL_TYPES = ("code", "markdown", "raw")  # nbformat 4
+OUTPUT_TYPES = ("execute_result", "display_data", "stream", "error")  # nbformat 4
+SOURCE_KINDS = ("local", "archive", "kaggle", "meta-kaggle-code", "kgtorrent")  # what ingest and the importers write
+KAGGLE_ORIGINS = ("api", "meta-kaggle-code", "kgtorrent")
+
+
+def _words(known: tuple[str, ...]):
+    """A list criterion whose values must come from ``known`` (checked by ``check_vocabularies``)."""
+    return field(default=None, metadata={"vocabulary": known})
+
+
+def unknown_value_message(key: str, value: str, known: tuple[str, ...]) -> str:
+    """The error for a value outside a closed vocabulary: the key, the value, the valid values."""
+    import difflib
+
+    close = [w for w in known if w.lower() == value.lower()] or difflib.get_close_matches(value, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{key}: unknown value {value!r}{hint}; valid values: {', '.join(known)}"
 
 
 def _like_pattern(text: str) -> str:
@@ -74,7 +99,7 @@ class ReproductionFilter(_Filter):
     each notebook's latest run (a notebook never reproduced matches no criterion)."""
 
     request_id: tuple[int, ...] | None = None
-    status: tuple[str, ...] | None = None  # ok | error | timeout | oom | killed | infrastructure_error
+    status: tuple[str, ...] | None = _words(RUN_STATUSES)
     failure_class: tuple[str, ...] | None = None  # missing_module | missing_data_file | name_error | ...
     ran_without_error: bool | None = None
     same_results: bool | None = None
@@ -107,7 +132,7 @@ class NotebookFilter(_Filter):
     language: tuple[str, ...] | None = None
     kernel_name: tuple[str, ...] | None = None
     nbformat: tuple[int, ...] | None = None  # the version on disk (3 for upgraded v3 notebooks)
-    source_kind: tuple[str, ...] | None = None  # local | archive | kaggle
+    source_kind: tuple[str, ...] | None = _words(SOURCE_KINDS)
     location_contains: str | None = None  # substring of any source's path or Kaggle ref
     has_images: bool | None = None
     min_cells: int | None = None
@@ -119,7 +144,7 @@ class NotebookFilter(_Filter):
     author: tuple[str, ...] | None = None  # Kaggle user names
     min_votes: int | None = None
     max_votes: int | None = None
-    kaggle_origin: tuple[str, ...] | None = None  # api | meta-kaggle-code | kgtorrent
+    kaggle_origin: tuple[str, ...] | None = _words(KAGGLE_ORIGINS)
     mining_run: tuple[int, ...] | None = None  # pulled or imported by these mining runs
     reproduction: ReproductionFilter | None = None  # how its (latest) reproduction run went
 
@@ -186,15 +211,15 @@ def _within_notebooks(column, notebook: NotebookFilter | None) -> list[ColumnEle
 @dataclass(frozen=True)
 class CellFilter(_Filter):
     ids: tuple[int, ...] | None = None
-    cell_type: tuple[str, ...] | None = None  # code | markdown | raw
+    cell_type: tuple[str, ...] | None = _words(CELL_TYPES)
     source_contains: str | None = None  # case-insensitive substring of the source
     executed: bool | None = None  # has an execution count
     has_outputs: bool | None = None
     has_images: bool | None = None
     # code understanding (cells never analysed match none of these)
     library: tuple[str, ...] | None = None  # uses any of these top-level libraries
-    stage: tuple[str, ...] | None = None  # ML pipeline stage (db.vocab.STAGES)
-    plot_kind: tuple[str, ...] | None = None  # draws any of these plot kinds (db.vocab.PLOT_KINDS)
+    stage: tuple[str, ...] | None = _words(vocab.STAGES)  # ML pipeline stage
+    plot_kind: tuple[str, ...] | None = _words(vocab.PLOT_KINDS)  # draws any of these plot kinds
     call: tuple[str, ...] | None = None  # calls any of these, by resolved name (matplotlib.pyplot.plot)
     is_visualisation: bool | None = None  # drew a figure or calls a plotting API
     notebook: NotebookFilter | None = None
@@ -231,11 +256,11 @@ class CellFilter(_Filter):
 
 @dataclass(frozen=True)
 class OutputFilter(_Filter):
-    output_type: tuple[str, ...] | None = None  # execute_result | display_data | stream | error
+    output_type: tuple[str, ...] | None = _words(OUTPUT_TYPES)
     mime_type: tuple[str, ...] | None = None  # any of these in the output's bundle
     has_images: bool | None = None
     ename: tuple[str, ...] | None = None  # error outputs: the exception class
-    plot_kind: tuple[str, ...] | None = None  # shows a figure of any of these plot kinds
+    plot_kind: tuple[str, ...] | None = _words(vocab.PLOT_KINDS)  # shows a figure of any of these plot kinds
     notebook: NotebookFilter | None = None
 
     def where(self, o=output_t) -> list[ColumnElement[bool]]:
@@ -260,7 +285,7 @@ class OutputFilter(_Filter):
 @dataclass(frozen=True)
 class ImageFilter(_Filter):
     sha256: tuple[str, ...] | None = None
-    mime: tuple[str, ...] | None = None
+    mime: tuple[str, ...] | None = _words(IMAGE_MIMES)
     min_width: int | None = None
     max_width: int | None = None
     min_height: int | None = None
@@ -268,8 +293,8 @@ class ImageFilter(_Filter):
     min_bytes: int | None = None
     max_bytes: int | None = None
     # how it was drawn: one drawing of the image meets all of these (and the notebook filter, when given)
-    plot_kind: tuple[str, ...] | None = None
-    stage: tuple[str, ...] | None = None  # of the cell that drew it
+    plot_kind: tuple[str, ...] | None = _words(vocab.PLOT_KINDS)
+    stage: tuple[str, ...] | None = _words(vocab.STAGES)  # of the cell that drew it
     library: tuple[str, ...] | None = None  # the cell that drew it uses any of these libraries
     notebook: NotebookFilter | None = None  # images drawn by at least one matching notebook
 
@@ -309,8 +334,8 @@ class PlotFilter(_Filter):
     """Figures: what an output shows that the analyser recognised as a plot (an image, or an
     interactive plotly/bokeh/vega figure), one per output and mime type."""
 
-    plot_kind: tuple[str, ...] | None = None  # any of these (db.vocab.PLOT_KINDS)
-    stage: tuple[str, ...] | None = None  # the stage of the cell that drew it
+    plot_kind: tuple[str, ...] | None = _words(vocab.PLOT_KINDS)
+    stage: tuple[str, ...] | None = _words(vocab.STAGES)  # the stage of the cell that drew it
     library: tuple[str, ...] | None = None  # the cell that drew it uses any of these libraries
     call: tuple[str, ...] | None = None  # any of these among its plotting calls (seaborn.heatmap)
     interactive: bool | None = None
@@ -340,7 +365,7 @@ def all_of(conds: list[ColumnElement[bool]]) -> ColumnElement[bool]:
 
 __all__ = [
     "CellFilter", "FilterParamError", "ImageFilter", "NotebookFilter", "OutputFilter", "ReproductionFilter", "all_of",
-    "filter_fields", "filter_from_params",
+    "check_vocabularies", "filter_fields", "filter_from_params", "unknown_value_message",
 ]
 
 
@@ -420,4 +445,24 @@ def filter_from_params(filter_class: type, params: list[tuple[str, str]]):
                 kwargs[f.name] = tuple(v) if isinstance(v, list) else v
         return cls(**kwargs) if kwargs else None
 
-    return build(filter_class, "")
+    found = build(filter_class, "")
+    if found is not None:
+        check_vocabularies(found)
+    return found
+
+
+def check_vocabularies(filter: _Filter, prefix: str = "") -> None:
+    """Refuse a value outside its criterion's closed vocabulary (plot kind, stage, cell type, output
+    type, image format, ...): it would match nothing, silently. Open criteria (library,
+    competition, ...) take any text."""
+    for f in fields(filter):  # type: ignore[arg-type]
+        value = getattr(filter, f.name)
+        if isinstance(value, _Filter):
+            check_vocabularies(value, f"{prefix}{f.name}.")
+            continue
+        known = f.metadata.get("vocabulary")
+        if known is None or value is None:
+            continue
+        for v in value:
+            if v not in known:
+                raise FilterParamError(unknown_value_message(prefix + f.name, v, known))

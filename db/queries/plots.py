@@ -2,7 +2,9 @@
 plot kind, stage, library and competition ("count of plot kinds per stage").
 
 A figure is one ``output_plot`` row: an image or an interactive figure one output shows, in one
-mime type. Counts count distinct outputs, so a plot an output shows as both PNG and SVG counts once.
+mime type. Pages list those rows and ``plot_count`` counts them, so a count and the list it counts
+agree; ``plot_counts`` (grouped) counts distinct outputs, so a plot an output shows as both PNG and
+SVG counts once there.
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ def plot_page(
 
 
 def plot_count(*, session: Session, filter: PlotFilter | None = None) -> int:
-    """How many figures (distinct outputs) match."""
+    """How many figures match: one per output and mime type, as ``plot_page`` lists them."""
     p = output_plot_t
-    q = select(func.count(distinct(p.c.output_id))).where(*(filter.where() if filter else []))
+    q = select(func.count()).select_from(p).where(*(filter.where() if filter else []))
     return int(session.execute(q).scalar_one())
 
 

@@ -37,7 +37,7 @@ def _tsquery(kind: str):
     return func.websearch_to_tsquery(text(f"'{FTS_CONFIG[kind]}'::regconfig"), bindparam("q"))
 
 
-def _hits(kind: str, notebook: NotebookFilter | None):
+def _matches(kind: str, notebook: NotebookFilter | None) -> list:
     vector = cell_t.c.search_vector
     query = _tsquery(kind)
     conds = [
@@ -47,12 +47,30 @@ def _hits(kind: str, notebook: NotebookFilter | None):
     ]
     if notebook is not None and not notebook.is_empty():
         conds.append(cell_t.c.notebook_id.in_(notebook.notebook_ids()))
+    return conds
+
+
+def _hits(kind: str, notebook: NotebookFilter | None):
+    vector = cell_t.c.search_vector
+    query = _tsquery(kind)
     return select(
         cell_t.c.id.label("id"),
         literal_column(f"'{kind}'").label("kind"),
         # float8: a float4 rank would come back rounded, and the cursor would no longer equal it
         cast(func.ts_rank(vector, query), Float(53)).label("rank"),
-    ).where(*conds)
+    ).where(*_matches(kind, notebook))
+
+
+def search_count(
+    *, session: Session, query: str, kinds: Sequence[str] = KINDS, notebook: NotebookFilter | None = None
+) -> int:
+    """How many cells ``search_cells`` pages through: the matches, without ranks or snippets (a
+    bitmap scan of the same GIN indexes)."""
+    kinds = [k for k in KINDS if k in set(kinds)]
+    if not kinds or not query.strip():
+        return 0
+    hits = union_all(*(select(cell_t.c.id).where(*_matches(kind, notebook)) for kind in kinds)).subquery("hits")
+    return int(session.execute(select(func.count()).select_from(hits), {"q": query}).scalar_one())
 
 
 def search_cells(

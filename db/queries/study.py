@@ -35,7 +35,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from db.queries.workbench import PlotFilter
+from db import vocab
+from db.models.reproduce import RUN_STATUSES
+from db.queries.codec import IMAGE_MIMES
+from db.queries.filters import unknown_value_message
+from db.queries.workbench import NO_KIND, PlotFilter
 
 TOKEN_PREFIX = "nba_"
 UNITS = ("image", "notebook")
@@ -294,7 +298,17 @@ class SampleSpec:
             raise StudyError(f"stratify by one of {', '.join(STRATA)}, not {self.stratify_by!r}")
         if self.allocation not in ALLOCATIONS:
             raise StudyError(f"allocation is {' or '.join(ALLOCATIONS)}, not {self.allocation!r}")
+        self._check_vocabularies()
         return self
+
+    def _check_vocabularies(self) -> None:
+        """A filter value outside its closed vocabulary would draw from nothing: refuse it by name."""
+        closed = {"plot_kind": (*vocab.PLOT_KINDS, NO_KIND), "stage": vocab.STAGES, "run_status": RUN_STATUSES,
+                  "mime": IMAGE_MIMES}
+        for key, known in closed.items():
+            for value in getattr(self.filter, key) or ():
+                if value not in known:
+                    raise StudyError(unknown_value_message(key, value, known))
 
     def as_dict(self) -> dict[str, Any]:
         return {
