@@ -41,6 +41,25 @@ def _values(values):
     return tuple(v.value if isinstance(v, Enum) else v for v in values) if values is not None else None
 
 
+def _checked(cls):
+    """Closed vocabularies beyond plot kind and stage (cell type, output type, image format, source
+    kind, run status) refuse a typo here too, as the HTTP export and the CLI do: a value nobody
+    stores would otherwise match nothing, silently."""
+    build = cls.to_filter
+
+    def to_filter(self):
+        built = build(self)
+        try:
+            f.check_vocabularies(built)
+        except f.FilterParamError as e:
+            raise UserError(str(e)) from None
+        return built
+
+    to_filter.__doc__ = build.__doc__
+    cls.to_filter = to_filter
+    return cls
+
+
 @strawberry.input(
     name="ReproductionFilter",
     description="Notebooks by how their reproduction went: the run of one of `requestId` when given, else each "
@@ -67,6 +86,7 @@ class ReproductionFilterInput:
 
 
 @strawberry.input(name="NotebookFilter", description="Notebooks matching every criterion given (a list matches any of its values).")
+@_checked
 class NotebookFilterInput:
     ids: list[strawberry.ID] | None = None
     sha256: list[str] | None = None
@@ -116,6 +136,7 @@ def _notebook(value: NotebookFilterInput | None) -> f.NotebookFilter | None:
 
 
 @strawberry.input(name="CellFilter", description="Cells matching every criterion given.")
+@_checked
 class CellFilterInput:
     ids: list[strawberry.ID] | None = None
     cell_type: list[str] | None = strawberry.field(default=None, description="code | markdown | raw")
@@ -143,6 +164,7 @@ class CellFilterInput:
 
 
 @strawberry.input(name="OutputFilter", description="Outputs matching every criterion given.")
+@_checked
 class OutputFilterInput:
     output_type: list[str] | None = strawberry.field(
         default=None, description="execute_result | display_data | stream | error"
@@ -161,6 +183,7 @@ class OutputFilterInput:
 
 
 @strawberry.input(name="ImageFilter", description="Images matching every criterion given.")
+@_checked
 class ImageFilterInput:
     sha256: list[str] | None = None
     mime: list[str] | None = strawberry.field(default=None, description="image/png | image/jpeg | image/gif | image/svg+xml")
@@ -190,6 +213,7 @@ class ImageFilterInput:
 
 
 @strawberry.input(name="PlotFilter", description="Figures matching every criterion given.")
+@_checked
 class PlotFilterInput:
     plot_kind: list[str] | None = strawberry.field(default=None, description="Any of these: `vocabulary.plotKinds`.")
     stage: list[str] | None = strawberry.field(default=None, description="The stage of the cell that drew it.")

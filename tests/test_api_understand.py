@@ -224,6 +224,15 @@ def test_vocabulary_errors_and_public_page_caps(app, public_app):
     assert vocabulary == {"plotKinds": list(PLOT_KINDS), "stages": list(STAGES)}
     body = gql(public_app, '{ images(filter: {plotKind: ["roc"]}) { nodes { sha256 } } }')
     assert body["errors"][0]["message"].startswith("unknown plot kind 'roc'; known: confusion_matrix, roc_curve")
+    # the other closed vocabularies refuse a typo too, nested filters included, rather than match nothing
+    for query, said in (
+        ('{ cells(filter: {cellType: ["cod"]}) { nodes { id } } }', "cell_type: unknown value 'cod' (did you mean 'code'?)"),
+        ('{ images(filter: {mime: ["image/jpg"]}) { nodes { sha256 } } }', "mime: unknown value 'image/jpg'"),
+        ('{ plots(filter: {notebook: {sourceKind: ["kagle"]}}) { nodes { mime } } }', "source_kind: unknown value 'kagle' (did you mean 'kaggle'?)"),
+    ):
+        message = gql(public_app, query)["errors"][0]["message"]
+        assert message.startswith(said) and "valid values:" in message, message
+    assert data(app, '{ cells(first: 1, filter: {cellType: ["code"]}) { nodes { id } } }')["cells"]["nodes"]
     body = gql(public_app, "{ plots(first: 101) { nodes { mime } } }")
     assert "first must be between 1 and 100" in body["errors"][0]["message"]
     body = gql(public_app, "{ plotCounts(by: [STAGE], first: 500) { count } }")
