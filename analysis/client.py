@@ -15,12 +15,14 @@
 
 ``paginate`` walks any connection: the query declares ``$first: Int`` and ``$after: String``, passes
 them to the connection at ``path`` (dotted, e.g. ``"notebook.cells"``), and selects
-``pageInfo { hasNextPage endCursor }`` with ``nodes`` (or ``edges { node }``) there. A public server's
-rate limit (429) is waited out as its ``Retry-After`` asks.
+``pageInfo { hasNextPage endCursor }`` with ``nodes`` (or ``edges { node }``) there, in pages no larger
+than the server takes (``page_cap()``: 100 on a public server, 1000 on a private one by default). A
+public server's rate limit (429) is waited out as its ``Retry-After`` asks.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,6 +32,15 @@ from typing import Any
 import httpx
 
 Json = dict[str, Any]
+
+# the largest `first` a GraphQL Int can carry: a server with no page size limit takes it
+NO_LIMIT = 2**31 - 1
+# pages of this size when the server does not say its limit (the public default)
+FALLBACK_PAGE_CAP = 100
+# a `first` the server refuses makes it name its limit ("first must be between 1 and 100 (this
+# server's page size limit), not ..."); plotCounts checks it before any SQL runs
+_CAP_PROBE = "query($first: Int) { plotCounts(by: [STAGE], first: $first) { count } }"
+_CAP_SAID = re.compile(r"first must be between 1 and (\d+)")
 
 
 class NbatlasError(RuntimeError):
@@ -63,6 +74,7 @@ class NbatlasClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.max_retries = max_retries
+        self._page_cap: int | None = None
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport)
 
     # --- GraphQL ---------------------------------------------------------------------------------
@@ -83,6 +95,18 @@ class NbatlasClient:
             raise NbatlasError(f"HTTP {response.status_code}: {payload}")
         return payload["data"]
 
+    def page_cap(self) -> int:
+        """The largest page (``first``) this server takes, asked once: a server names its limit when
+        it refuses a larger one. ``NO_LIMIT`` when it takes any; 100 when it refuses without saying."""
+        if self._page_cap is None:
+            try:
+                self.query(_CAP_PROBE, {"first": NO_LIMIT})
+                self._page_cap = NO_LIMIT
+            except GraphQLErrors as exc:
+                said = _CAP_SAID.search(str(exc))
+                self._page_cap = int(said.group(1)) if said else FALLBACK_PAGE_CAP
+        return self._page_cap
+
     def paginate(
         self,
         query: str,
@@ -90,7 +114,9 @@ class NbatlasClient:
         variables: Mapping[str, Any] | None = None,
         page_size: int = 100,
     ) -> Iterator[Json]:
-        """Every node of the connection at ``path``, page after page, following ``endCursor``."""
+        """Every node of the connection at ``path``, page after page, following ``endCursor``; pages
+        of ``page_size`` nodes, or of the server's limit when that is smaller."""
+        page_size = min(page_size, self.page_cap())
         after: str | None = None
         while True:
             data = self.query(query, {**(variables or {}), "first": page_size, "after": after})

@@ -43,8 +43,9 @@ THUMB_WIDTH = 256  # one of the widths a public server keeps thumbnails at
 
 _NB = "fragment NB on Notebook { dbId sha256 sources { kind location member } kaggle { title ref author votes } }"
 _CELL = "fragment C on SimilarCell { distance cell { dbId position cellType source } notebook { ...NB } }"
-_IMAGE = ("fragment I on SimilarImage { distance image { sha256 mime width height plotKinds "
-          "outputs(first: 5) { cell { position } notebook { ...NB } } } }")
+# what a similar plot's line shows (``plot_place``): where it is drawn and which picture it is
+_IMAGE_FIELDS = "sha256 mime width height plotKinds outputs(first: 5) { position cell { position } notebook { ...NB } }"
+_IMAGE = f"fragment I on SimilarImage {{ distance image {{ {_IMAGE_FIELDS} }} }}"
 _FIELD = {"code": ("similarCells", "code", "C"), "text": ("similarText", "text", "C"), "image": ("similarImages", "image", "I")}
 
 _RECORD = """query($sha: String!) {
@@ -217,6 +218,15 @@ def inspect_notebook(
                 except Exception:  # a thumbnail the server cannot make: the page shows the facts without it
                     hit.thumbnail = None
     return ins
+
+
+def plot_place(image: dict[str, Any]) -> str:
+    """Where a similar plot is shown and which picture it is: a cell may draw several figures, so the
+    cell alone does not tell them apart ("cell 16, output 2, png 640×480, 3fa2c1de")."""
+    shown = image["outputs"][0]
+    size = f" {image['width']}×{image['height']}" if image.get("width") and image.get("height") else ""
+    kind = image["mime"].removeprefix("image/").removesuffix("+xml")
+    return f"cell {shown['cell']['position']}, output {shown['position']}, {kind}{size}, {image['sha256'][:8]}"
 
 
 def _hits(space: str, answer: list[dict], own_id: int | None) -> list[Hit]:
@@ -411,9 +421,8 @@ def render_terminal(ins: Inspection, console) -> None:
         fig = local["figures"][index]
         console.print(f"[bold]figure {index + 1}[/] ({escape(', '.join(fig['plot_kinds']) or 'unknown kind')}, cell {fig['cell_position']}):")
         for hit in hits:
-            plot = hit.image["outputs"][0]
             console.print(f"  {hit.distance:.3f}  {escape(', '.join(hit.image['plotKinds']) or 'unknown kind')} in "
-                          f"{escape(notebook_label(hit.notebook))} (cell {plot['cell']['position']})")
+                          f"{escape(notebook_label(hit.notebook))} ({escape(plot_place(hit.image))})")
         if not hits:
             console.print("  (no neighbour)")
 
@@ -592,13 +601,12 @@ def render_html(ins: Inspection) -> str:
         add(f"<h3>figure {index + 1}: {_e(', '.join(fig['plot_kinds']) or 'unknown kind')} (cell {fig['cell_position']})</h3>"
             "<div class='neighbours'>")
         for hit in hits:
-            plot = hit.image["outputs"][0]
             # a server sends an SVG as it is, every other picture as a PNG thumbnail
             mime = "image/svg+xml" if hit.image["mime"] == "image/svg+xml" else "image/png"
             uri = _data_uri(mime, hit.thumbnail) if hit.thumbnail else None
             picture = f"<img alt='similar plot' src='{uri}'>" if uri else "<em>(no thumbnail)</em>"
             add(f"<figure>{picture}<figcaption>{hit.distance:.3f} · {_e(', '.join(hit.image['plotKinds']) or 'unknown kind')}"
-                f"<br>{_e(notebook_label(hit.notebook))}, cell {plot['cell']['position']}"
+                f"<br>{_e(notebook_label(hit.notebook))} ({_e(plot_place(hit.image))})"
                 f"</figcaption></figure>")
         if not hits:
             add("<p>(no neighbour)</p>")

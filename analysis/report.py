@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import argparse
 import base64
+import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NoReturn
 
+import httpx
 from markdown_it import MarkdownIt
 
-from analysis.client import NbatlasClient
+from analysis.client import NbatlasClient, NbatlasError
 from analysis.studies import STUDIES, Section
 
 _TYPE = """query($name: String!) { __type(name: $name) { name kind enumValues { name }
@@ -185,8 +188,24 @@ def main(argv: list[str] | None = None) -> None:
             flt = notebook_filter(api, args.filter)
         except FilterError as exc:
             parser.error(str(exc))
-        build_report(api, args.out, notebook_filter=flt, filter_text=args.filter, on_step=lambda name: print(f"done: {name}"))
+        except (NbatlasError, httpx.HTTPError) as exc:
+            _fail(args.server, exc)
+        try:
+            build_report(api, args.out, notebook_filter=flt, filter_text=args.filter,
+                         on_step=lambda name: print(f"done: {name}"))
+        except (NbatlasError, httpx.HTTPError) as exc:
+            _fail(args.server, exc)
     print(args.out / "report.html")
+
+
+def _fail(server: str, exc: Exception) -> NoReturn:
+    """One line on stderr and exit status 1, as `nbatlas report` ends: no traceback for a refusal."""
+    if isinstance(exc, httpx.HTTPError):
+        reason = f"cannot reach it ({type(exc).__name__}: {exc})"
+    else:
+        reason = f"it refused a query: {exc}"
+    print(f"error: the API at {server}: {reason}", file=sys.stderr)
+    raise SystemExit(1)
 
 
 if __name__ == "__main__":

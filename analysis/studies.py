@@ -24,7 +24,9 @@ from analysis.client import NbatlasClient, NbatlasError  # noqa: E402
 
 EVALUATION_KINDS = ("confusion_matrix", "roc_curve", "precision_recall_curve", "learning_curve", "calibration_curve")
 EXPLAINABILITY_KINDS = ("shap", "feature_importance", "partial_dependence")
-MAX_GROUPS = 1000  # the API's page-size cap, which plotCounts also obeys
+# notebook ids sent in one filter when a count is asked a part of the corpus at a time: ~10 bytes
+# each, well inside a public server's 256 KiB request body
+MAX_IDS_PER_QUERY = 5000
 TOP = 8  # libraries/kinds drawn by name in a figure; the rest are summed as "(others)"
 
 
@@ -96,15 +98,60 @@ def _notebook_count(api: NbatlasClient, nf: dict | None) -> int:
     return data["notebooks"]["totalCount"] or 0
 
 
+_NOTEBOOK_IDS = """query($first: Int, $after: String, $filter: NotebookFilter) {
+  notebooks(first: $first, after: $after, filter: $filter) { nodes { dbId } pageInfo { hasNextPage endCursor } }
+}"""
+
+Counts = dict[tuple, int]
+
+
+def _complete_counts(api: NbatlasClient, nf: dict | None, fetch: Callable[[dict | None], tuple[Counts, bool]],
+                     what: str) -> Counts:
+    """Every group of a count whose answer is one list capped at the server's page size, with no
+    cursor to page on (plotCounts, runFacets). ``fetch(notebook_filter)`` asks for the groups among
+    those notebooks and says whether the list came back full (so maybe cut short). A full answer is
+    asked again a part of the selected notebooks at a time (halving a part that is still full) and
+    the parts are summed: figures and runs each belong to one notebook, so the counts add up."""
+    counts, full = fetch(nf)
+    if not full:
+        return counts
+    ids = [nb["dbId"] for nb in api.paginate(_NOTEBOOK_IDS, "notebooks", {"filter": nf})]
+    size = MAX_IDS_PER_QUERY if len(ids) > MAX_IDS_PER_QUERY else max(1, -(-len(ids) // 2))
+    pending = [ids[i:i + size] for i in range(0, len(ids), size)]
+    total: Counter = Counter()
+    while pending:
+        part = pending.pop()
+        counts, full = fetch({**(nf or {}), "ids": [str(i) for i in part]})
+        if full:
+            if len(part) == 1:
+                raise NbatlasError(f"{what}: notebook {part[0]} alone has more groups than this server answers "
+                                   f"in one list ({api.page_cap()}): the table would be cut short")
+            mid = len(part) // 2
+            pending += [part[:mid], part[mid:]]
+            continue
+        total.update(counts)
+    return dict(total)
+
+
+_PLOT_COUNTS = """query($by: [PlotDimension!]!, $filter: PlotFilter, $first: Int) {
+  plotCounts(by: $by, filter: $filter, first: $first) { values count }
+}"""
+
+
 def _plot_counts(api: NbatlasClient, by: list[str], flt: dict | None = None) -> list[tuple[list[str | None], int]]:
-    data = api.query(
-        "query($by: [PlotDimension!]!, $filter: PlotFilter, $first: Int) { plotCounts(by: $by, filter: $filter, first: $first) "
-        "{ values count } }",
-        {"by": by, "filter": flt, "first": MAX_GROUPS},
-    )
-    if len(data["plotCounts"]) >= MAX_GROUPS:
-        raise NbatlasError(f"more than {MAX_GROUPS} groups of {by}: the table would be cut short")
-    return [(row["values"], row["count"]) for row in data["plotCounts"]]
+    """Figures per group of ``by`` (every group, however many pages of the server's size they fill),
+    most frequent first."""
+    cap = api.page_cap()
+
+    def fetch(nf: dict | None) -> tuple[Counts, bool]:
+        f = {k: v for k, v in (flt or {}).items() if k != "notebook"}
+        if nf:
+            f["notebook"] = nf
+        groups = api.query(_PLOT_COUNTS, {"by": by, "filter": f or None, "first": cap})["plotCounts"]
+        return {tuple(g["values"]): g["count"] for g in groups}, len(groups) >= cap
+
+    counts = _complete_counts(api, (flt or {}).get("notebook"), fetch, f"plotCounts by {', '.join(by)}")
+    return [(list(values), n) for values, n in sorted(counts.items(), key=lambda r: -r[1])]
 
 
 def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -174,6 +221,8 @@ def plot_kinds_per_stage(api: NbatlasClient, out: Path, nf: dict | None = None) 
     csv_path = _write_csv(out / f"{name}.csv", ["stage", "plot_kind", "figures"], rows)
     png = _stacked_bars(out / f"{name}.png", stages, table, "Plot kinds per ML stage", "figures of the kind")
 
+    # distinct figures per stage: a figure of two kinds is one figure here, two rows in the CSV
+    in_stage = {(st or "unknown"): n for (st,), n in _plot_counts(api, ["STAGE"], _plot_filter(nf))}
     total = _notebook_count(api, nf)
     share_rows = []
     for kind in (*EVALUATION_KINDS, "any evaluation plot"):
@@ -196,10 +245,10 @@ def plot_kinds_per_stage(api: NbatlasClient, out: Path, nf: dict | None = None) 
         f"{any_eval[1]} of {total} notebooks ({100 * any_eval[3]:.1f}%) draw at least one evaluation plot "
         f"({', '.join(EVALUATION_KINDS)}). A figure may have several kinds.\n\n"
         + _markdown_table(["plot kind", "notebooks", "share"], [(r[0], r[1], f"{100 * r[3]:.1f}%") for r in share_rows])
-        + "\n\nMost frequent kind per stage:\n\n"
+        + "\n\nMost frequent kind per stage (figures of that kind, and all figures the stage's cells drew):\n\n"
         + _markdown_table(
-            ["stage", "most frequent kind", "figures"],
-            [(s, table[s].most_common(1)[0][0], sum(table[s].values())) for s in stages],
+            ["stage", "most frequent kind", "figures of that kind", "figures in the stage"],
+            [(s, *table[s].most_common(1)[0], in_stage.get(s, 0)) for s in stages],
         )
     )
     return Section(name, title, md, csv_path, [png, share_png], [share_csv])
@@ -240,16 +289,31 @@ def explainability(api: NbatlasClient, out: Path, nf: dict | None = None) -> Sec
 
 # --- (d) reproducibility (Pimentel et al.) --------------------------------------------------------
 
-_RUN_FACETS = """query($fields: [RunFacetField!]!, $filter: RunFilter) {
-  runFacets(fields: $fields, filter: $filter, first: 1000) { field values { value count } }
-  runs(first: 1, filter: $filter) { totalCount }
+_RUN_FACETS = """query($fields: [RunFacetField!]!, $filter: RunFilter, $first: Int) {
+  runFacets(fields: $fields, filter: $filter, first: $first) { field values { value count } }
 }"""
+_RUN_TOTAL = "query($filter: RunFilter) { runs(first: 1, filter: $filter) { totalCount } }"
+
+
+def _run_facets(api: NbatlasClient, fields: list[str], nf: dict | None) -> dict[str, dict[Any, int]]:
+    """Runs per value of each field (every value, however many pages of the server's size they fill)."""
+    cap = api.page_cap()
+
+    def fetch(part: dict | None) -> tuple[Counts, bool]:
+        facets = api.query(_RUN_FACETS, {"fields": fields, "filter": {"notebook": part} if part else None,
+                                         "first": cap})["runFacets"]
+        counts = {(f["field"], v["value"]): v["count"] for f in facets for v in f["values"]}
+        return counts, any(len(f["values"]) >= cap for f in facets)
+
+    found: dict[str, dict[Any, int]] = {f: {} for f in fields}
+    for (name, value), n in _complete_counts(api, nf, fetch, f"runFacets of {', '.join(fields)}").items():
+        found[name][value] = n
+    return found
 
 
 def reproducibility(api: NbatlasClient, out: Path, nf: dict | None = None) -> Section:
     name, title = "reproducibility", "Reproducibility outcomes and failure causes"
-    data = api.query(_RUN_FACETS, {"fields": ["STATUS", "FAILURE_CLASS", "SAME_RESULTS"], "filter": {"notebook": nf} if nf else None})
-    total = data["runs"]["totalCount"] or 0
+    total = api.query(_RUN_TOTAL, {"filter": {"notebook": nf} if nf else None})["runs"]["totalCount"] or 0
     if not total:
         return Section(
             name, title,
@@ -257,7 +321,7 @@ def reproducibility(api: NbatlasClient, out: Path, nf: dict | None = None) -> Se
             + ", so there is no reproducibility record: run `nbatlas reproduce` and build the report again.",
             has_data=False,
         )
-    facets = {f["field"]: {v["value"]: v["count"] for v in f["values"]} for f in data["runFacets"]}
+    facets = _run_facets(api, ["STATUS", "FAILURE_CLASS", "SAME_RESULTS"], nf)
     status = facets.get("STATUS", {})
     same = facets.get("SAME_RESULTS", {})
     ok = sum(n for s, n in status.items() if (s or "").lower() == "ok")

@@ -92,6 +92,32 @@ def section_texts(out: str) -> dict[str, str]:
     return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
 
 
+PLACE = re.compile(r"^\s+0\.\d{3}\s+.+ in (.+) \(cell (\d+), output (\d+), ([\w.-]+)(?: (\d+)×(\d+))?, ([0-9a-f]{8})\)$")
+
+
+def check_plot_places(engine, section: str) -> None:
+    """Every similar plot is named by its cell, output, format, size and short SHA, as stored; no two
+    neighbours of one figure read the same (a cell that drew several figures listed one line per
+    figure, all saying only "cell N")."""
+    blocks = re.split(r"^figure \d+ .*:$", section, flags=re.M)[1:]
+    assert blocks
+    for block in blocks:
+        lines = [line for line in block.splitlines() if re.match(r"^\s+0\.\d{3}\s", line)]
+        places = [PLACE.match(line) for line in lines]
+        assert all(places), lines
+        assert len({m.groups() for m in places}) == len(places), lines
+        for m in places:
+            cell, output, fmt, width, height, sha = m.group(2, 3, 4, 5, 6, 7)
+            found = rows(engine, """SELECT i.mime, i.width, i.height FROM image i JOIN output_image oi ON oi.image_sha256 = i.sha256
+                                    JOIN output o ON o.id = oi.output_id JOIN cell c ON c.id = o.cell_id
+                                    WHERE i.sha256 LIKE :sha AND o.position = :o AND c.position = :c""",
+                         sha=f"{sha}%", o=int(output), c=int(cell))
+            assert found, m.group(0)
+            mime, w, h = found[0]
+            assert mime.removeprefix("image/").removesuffix("+xml") == fmt
+            assert (width, height) == ((str(w), str(h)) if w and h else (None, None))
+
+
 def test_terminal_in_the_corpus(corpus, public_url):
     _, _, engine = corpus
     done = inspect_cli(corpus, str(IN_CORPUS), "--server", public_url)
@@ -124,8 +150,9 @@ def test_terminal_in_the_corpus(corpus, public_url):
     # its own cells and plots are not its neighbours; another notebook's are
     assert "discrimination-threshold" not in sections["Similar notebooks"]
     assert re.search(r"^\s*0\.\d{3}\s+\S", sections["Similar notebooks"], re.M)
-    plot_hits = re.findall(r"^figure \d+ \(.*\):\n\s+0\.\d{3}\s+.+ in (\S+) \(cell \d+\)", sections["Similar plots"], re.M)
+    plot_hits = re.findall(r"^figure \d+ \(.*\):\n\s+0\.\d{3}\s+.+ in (\S+) \(cell \d+,", sections["Similar plots"], re.M)
     assert len(plot_hits) == 4 and not any("discrimination-threshold" in h for h in plot_hits)
+    check_plot_places(engine, sections["Similar plots"])
     assert re.search(r"^\s*0\.\d{3}\s+\d+: ", sections["Similar code"], re.M)
 
     (run_id, failure, detail) = rows(engine, "SELECT id, failure_class, failure_detail FROM run WHERE notebook_id = :n", n=nid)[0]
@@ -150,6 +177,7 @@ def test_terminal_not_in_the_corpus(corpus, public_url):
     # its siblings are in the corpus: the nearest plots of its confusion matrices are confusion matrices
     first_hits = re.findall(r"figure \d+ \(confusion_matrix, cell \d+\):\n\s+0\.\d+\s+(\S+) in", sections["Similar plots"])
     assert first_hits and all(kind.rstrip(",") == "confusion_matrix" for kind in first_hits)
+    check_plot_places(engine, sections["Similar plots"])
     ranked = re.findall(r"^\s*(0\.\d{3})\s+\S", sections["Similar notebooks"], re.M)
     assert len(ranked) >= 3 and [float(s) for s in ranked] == sorted((float(s) for s in ranked), reverse=True)
     assert "Not in the corpus, so it has no reproduction record" in sections["Reproducibility"]
@@ -231,3 +259,34 @@ def test_a_broken_notebook_is_named_with_its_reason(corpus):
     assert done.returncode == 1
     message = done.stderr.replace("\n", "")
     assert str(broken) in message and "it looks like a PNG image" in message
+
+
+def test_similar_plots_of_one_cell_are_told_apart(real_corpus_url, tmp_path):
+    """A real cell that drew several pictures: the line inspect writes for each, from the fields it asks
+    the (public) API for, names a different output, format/size or SHA (it said only "cell N" for each)."""
+    from analysis.inspect import _IMAGE_FIELDS, _NB, plot_place
+    from api.app import create_app
+    from tests.test_api_schema import gql
+
+    engine = create_engine(real_corpus_url)
+    try:
+        (cell_position, shas), = rows(engine, """
+            SELECT c.position, array_agg(DISTINCT oi.image_sha256) FROM cell c JOIN output o ON o.cell_id = c.id
+            JOIN output_image oi ON oi.output_id = o.id GROUP BY c.id, c.position
+            HAVING count(DISTINCT oi.image_sha256) >= 3 ORDER BY count(DISTINCT oi.image_sha256) DESC, c.id LIMIT 1""")
+    finally:
+        engine.dispose()
+    app = create_app(Settings(home=tmp_path / "home", database_url=real_corpus_url), public=True)
+    try:
+        places = []
+        for sha in shas:
+            body = gql(app, f"query($s: String!) {{ image(sha256: $s) {{ {_IMAGE_FIELDS} }} }}" + _NB, {"s": sha})
+            assert "errors" not in body, body["errors"]
+            image = body["data"]["image"]
+            if image["outputs"][0]["cell"]["position"] == cell_position:  # shown first in this cell
+                places.append(plot_place(image))
+    finally:
+        app.state.db.dispose()
+    assert len(places) >= 3
+    assert len(set(places)) == len(places), places
+    assert all(p.startswith(f"cell {cell_position}, output ") for p in places)

@@ -131,6 +131,97 @@ def test_report_markdown_and_html_embed_every_figure(report_dir):
     assert "<table>" in page and "<script" not in page
 
 
+def markdown_rows(md: str, after: str) -> list[list[str]]:
+    """The body rows of the first Markdown table after the line ``after``."""
+    lines = md[md.index(after):].splitlines()[1:]
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    table = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        table.append([c.strip() for c in line.strip("|").split("|")])
+    return table
+
+
+def test_most_frequent_kind_per_stage_counts_that_kind_and_the_stage_figures(report_dir, db):
+    """Each stage's top kind with its own count (it showed the stage's sum of figure-kind pairs under
+    "figures"), and the stage's distinct figures beside it."""
+    md = (report_dir / "report.md").read_text()
+    assert "| stage | most frequent kind | figures of that kind | figures in the stage |" in md
+    got = markdown_rows(md, "Most frequent kind per stage")
+    per_kind: dict[str, dict[str, int]] = {}
+    for stage, kind, n in rows(db, """
+            SELECT coalesce(ca.stage, 'unknown'), k, count(DISTINCT p.output_id)
+            FROM output_plot p LEFT JOIN cell_analysis ca ON ca.cell_id = p.cell_id, unnest(p.plot_kinds) k
+            GROUP BY 1, 2"""):
+        per_kind.setdefault(stage, {})[kind] = n
+    figures = dict(rows(db, """SELECT coalesce(ca.stage, 'unknown'), count(DISTINCT p.output_id)
+                               FROM output_plot p LEFT JOIN cell_analysis ca ON ca.cell_id = p.cell_id GROUP BY 1"""))
+    assert {r[0] for r in got} == set(per_kind)
+    for stage, kind, n, in_stage in got:
+        top = max(per_kind[stage].values())
+        assert (int(n), per_kind[stage][kind]) == (top, top), stage
+        assert int(in_stage) == figures[stage], stage
+    assert sum(int(r[2]) for r in got) <= sum(figures.values())
+
+
+PUBLIC_PAGE_CAP = 20  # below the real corpus's group counts, so the report must ask for them in parts
+
+
+@pytest.fixture(scope="module")
+def public_report(real_corpus_url, tmp_path_factory) -> dict:
+    """`nbatlas report --server` against a public read-only server (page size limit 20, no rate limit
+    in the way), and `python -m analysis.report` against it with a filter the server refuses and
+    against a port nothing listens on."""
+    import sys
+
+    from ingest.serve_process import free_port
+
+    base = tmp_path_factory.mktemp("public_report")
+    env = cli_env(real_corpus_url, base / "home")
+    serve_env = {"NBATLAS_MAX_PAGE_SIZE": str(PUBLIC_PAGE_CAP),
+                 "NBATLAS_RATE_LIMIT_PER_SECOND": "10000", "NBATLAS_RATE_LIMIT_BURST": "10000"}
+    module = [sys.executable, "-m", "analysis.report"]
+    with serve(real_corpus_url, base / "serve-home", "--public", env=serve_env) as url:
+        done = subprocess.run([NBATLAS, "report", "--server", url, "--out", str(base / "out")],
+                              env=env, capture_output=True, text=True, timeout=TIMEOUT * 3)
+        refused = subprocess.run([*module, "--server", url, "--out", str(base / "refused"), "--filter", "ids=bogus"],
+                                 env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    nobody = subprocess.run([*module, "--server", unreachable, "--out", str(base / "nobody")],
+                            env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    return {"out": base / "out", "url": url, "refused": refused, "nobody": nobody, "unreachable": unreachable}
+
+
+def test_report_against_a_public_server_equals_the_private_one(public_report, report_dir):
+    """A public server takes pages of at most its limit and plotCounts has no cursor: the report
+    learns the limit, asks a part of the notebooks at a time when a list comes back full, and its
+    tables equal those of the report built on a private server."""
+    out = public_report["out"]
+    private = sorted(p.name for p in report_dir.glob("*.csv"))
+    assert sorted(p.name for p in out.glob("*.csv")) == private and len(private) >= 4
+    for name in private:
+        assert (out / name).read_text() == (report_dir / name).read_text(), name
+    # the kinds-per-stage table is longer than one of this server's pages: it was asked in parts
+    assert len(read_csv(out / "plot_kinds_per_stage.csv")) > PUBLIC_PAGE_CAP
+    body = (out / "report.md").read_text().split("\n## ", 1)[1]
+    assert body == (report_dir / "report.md").read_text().split("\n## ", 1)[1]
+
+
+def test_report_module_ends_with_one_clear_line(public_report):
+    refused = public_report["refused"]
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"error: the API at {public_report['url']}: it refused a query: "
+        + refused.stderr.split("refused a query: ", 1)[1].strip()]
+    assert "'bogus' is not an nbatlas id" in refused.stderr and "Traceback" not in refused.stderr
+    nobody = public_report["nobody"]
+    assert nobody.returncode == 1 and "Traceback" not in nobody.stderr
+    assert nobody.stderr.startswith(f"error: the API at {public_report['unreachable']}: cannot reach it")
+    assert len(nobody.stderr.strip().splitlines()) == 1
+
+
 CHROMIUM = os.environ.get("NBATLAS_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "report"
 
