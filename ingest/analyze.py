@@ -32,6 +32,8 @@ class AnalyzeReport:
     cells_analyzed: int = 0
     plots_found: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)
+    # (notebook id, why): code in another kernel language, stored as not analysed (no stage, kind, library)
+    not_analysed: list[tuple[int, str]] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,12 +99,15 @@ def analyze(*, session: Session, settings: Settings, rerun: bool = False, progre
                     report.failed.append((nid, error or "unknown error"))
                     continue
                 items.append((nid, cell_ids, facts))
-                report.cells_analyzed += len(facts.cells)
                 report.plots_found += len(facts.plots)
+                if facts.not_analysed:
+                    report.not_analysed.append((nid, facts.not_analysed))
+                else:
+                    report.cells_analyzed += len(facts.cells)
             raw = session.connection().connection.driver_connection
             store_facts(connection=raw, items=items)
             session.commit()
-            report.notebooks_analyzed += len(items)
+            report.notebooks_analyzed += sum(1 for _, _, facts in items if not facts.not_analysed)
             if bar is not None:
                 bar.advance(task, len(chunk))
     finally:

@@ -129,5 +129,96 @@ def test_analyze_command(fresh_database, settings, tmp_path):
     with eng.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM notebook_analysis")).scalar() == 2
     again = subprocess.run([sys.executable, "-m", "ingest.cli", "analyze"], env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "0 of 0 notebooks" in again.stderr
+    assert again.returncode == 0 and "nothing to do, all 2 notebooks are already analysed" in again.stderr
+    eng.dispose()
+
+
+# --- a notebook in another kernel language: not analysed, and stored as such ----------------------
+
+BLOCKSVD = REAL_CORPUS / "jiahao__ijulia-notebooks-assorted__BlockSVD.ipynb"  # Julia, 12 figures
+
+
+def _notebook_id(session, path) -> int:
+    return _rows(session, "SELECT notebook_id FROM source WHERE location = :p", p=str(path))[0][0]
+
+
+def _stored(session, notebook_id: int) -> dict:
+    """What the database holds of a notebook's analysis."""
+    return {
+        "libraries": _rows(session, "SELECT libraries FROM notebook_analysis WHERE notebook_id = :n", n=notebook_id),
+        "cell_rows": _rows(session, "SELECT count(*) FROM cell_analysis WHERE notebook_id = :n", n=notebook_id)[0][0],
+        "plots": _rows(session, "SELECT plot_kinds, evidence, plot_calls, image_sha256 IS NOT NULL FROM output_plot "
+                                "WHERE notebook_id = :n ORDER BY output_id, mime", n=notebook_id),
+    }
+
+
+def _assert_not_analysed(session, julia_id: int, churn_id: int) -> None:
+    from db.queries.plots import plot_counts
+
+    images = _rows(session, "SELECT count(*) FROM output_image oi JOIN output o ON o.id = oi.output_id "
+                            "WHERE o.notebook_id = :n", n=julia_id)[0][0]
+    stored = _stored(session, julia_id)
+    # libraries NULL (the API's notebook.libraries: null), no cell row (cell.analysis, cell.stage: null),
+    # every figure kept, with no plot kind, evidence or plotting call
+    assert stored["libraries"] == [(None,)] and stored["cell_rows"] == 0
+    assert images == 12 and stored["plots"] == [([], None, [], True)] * images
+    # what the API reads
+    cell_ids = [r[0] for r in _rows(session, "SELECT id FROM cell WHERE notebook_id = :n", n=julia_id)]
+    assert q.libraries_for_notebooks(session=session, ids=[julia_id, churn_id]).keys() == {churn_id}
+    assert q.analysis_for_cells(session=session, ids=cell_ids) == {} and q.stages_for_cells(session=session, ids=cell_ids) == {}
+    # plotCounts: the Julia figures under a null stage and kind, none of them "other"; the Python ones all have both
+    counts = dict(plot_counts(session=session, by=["stage", "plot_kind"]))
+    assert counts[(None, None)] == images and not [k for k in counts if None in k and k != (None, None)]
+    other = _rows(session, "SELECT count(DISTINCT p.output_id) FROM output_plot p WHERE 'other' = ANY(p.plot_kinds)")[0][0]
+    assert sum(n for (_, kind), n in counts.items() if kind == "other") == other
+    assert _rows(session, "SELECT count(*) FROM output_plot WHERE notebook_id = :n AND 'other' = ANY(plot_kinds)",
+                 n=julia_id)[0][0] == 0
+    # the Python notebook beside it is analysed as ever
+    assert _stored(session, churn_id)["cell_rows"] > 0 and _stored(session, churn_id)["libraries"][0][0]
+
+
+def test_a_julia_notebook_is_stored_with_no_stage_plot_kind_or_library(session, settings):
+    ingest_paths([BLOCKSVD, CHURN], session=session, settings=_inline(settings), cell_analyzer=CodeAnalyzer())
+    julia_id, churn_id = _notebook_id(session, BLOCKSVD), _notebook_id(session, CHURN)
+    _assert_not_analysed(session, julia_id, churn_id)
+
+    # `nbatlas analyze` (here over both again) writes the same, and says which it did not analyse
+    report = analyze(session=session, settings=_inline(settings), notebook_ids=[julia_id, churn_id])
+    assert report.not_analysed == [(julia_id, "not analysed: the kernel language is julia")]
+    assert report.notebooks_analyzed == 1 and not report.failed and report.plots_found >= 12 + 9
+    _assert_not_analysed(session, julia_id, churn_id)
+
+
+def test_migration_0010_rewrites_not_analysed_notebooks_stored_before(fresh_database, settings):
+    """A database analysed before 0010 holds the Julia notebook as stage "other", kind "other", no
+    libraries: upgrading rewrites it as the analyser now stores it, without re-analysing."""
+    import dataclasses
+
+    import nbformat
+
+    from db import schema
+    from ingest.understand import analyze_notebook
+    from ingest.understand.store import store_facts
+
+    url = fresh_database()
+    eng = create_engine(url)
+    with Session(eng) as s:
+        ingest_paths([BLOCKSVD, CHURN], session=s, settings=_inline(settings.model_copy(update={"database_url": url})),
+                     cell_analyzer=CodeAnalyzer())
+        julia_id, churn_id = _notebook_id(s, BLOCKSVD), _notebook_id(s, CHURN)
+        churn_before = _stored(s, churn_id)
+        # the rows the analyser wrote before: its facts stored as if the notebook had been analysed
+        old = dataclasses.replace(analyze_notebook(nbformat.read(BLOCKSVD, as_version=4)), not_analysed=None)
+        cell_ids = [r[0] for r in _rows(s, "SELECT id FROM cell WHERE notebook_id = :n ORDER BY position", n=julia_id)]
+        store_facts(connection=s.connection().connection.driver_connection, items=[(julia_id, cell_ids, old)])
+        s.commit()
+        before = _stored(s, julia_id)
+        assert before["libraries"] == [([],)] and before["cell_rows"] == len(cell_ids)
+        assert {tuple(k) for k, *_ in before["plots"]} == {("other",)} and len(before["plots"]) == 12
+
+    schema.downgrade(eng, "0009_public_role")
+    schema.upgrade(eng)
+    with Session(eng) as s:
+        _assert_not_analysed(s, julia_id, churn_id)
+        assert _stored(s, churn_id) == churn_before
     eng.dispose()

@@ -26,8 +26,9 @@ class NotebookAnalysis(SQLModel, table=True):
     notebook_id: int = Field(sa_column=Column(BigInteger, ForeignKey("notebook.id", ondelete="CASCADE"), primary_key=True))
     analyzer_version: int = Field(sa_column=Column(Integer, nullable=False, index=True))
     analyzed_at: datetime = Field(sa_column=timestamp_column())
-    # top-level libraries imported or called anywhere in the notebook
-    libraries: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=False))
+    # top-level libraries imported or called anywhere in the notebook (NULL: its code was not analysed,
+    # another kernel language; 0010_not_analysed)
+    libraries: list[str] | None = Field(default_factory=list, sa_column=Column(ARRAY(Text), nullable=True))
     n_code_cells: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     n_unparsed_cells: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     n_visualisation_cells: int = Field(default=0, sa_column=Column(Integer, nullable=False))

@@ -180,7 +180,9 @@ def store_rendered(*, connection: Any, notebooks: Sequence[tuple], cells: bytes,
             cur.execute("DELETE FROM notebook_analysis WHERE notebook_id = ANY(%s)", (ids,))
         with cur.copy(f"COPY notebook_analysis ({', '.join(NOTEBOOK_ANALYSIS_COLUMNS)}, analyzed_at) FROM STDIN") as copy:
             for row in notebooks:
-                copy.write_row((*row[:2], [_pg_text(x) for x in row[2]], *row[3:], "now"))
+                # libraries None: the code was not analysed (another kernel language), NULL as the API says
+                libraries = None if row[2] is None else [_pg_text(x) for x in row[2]]
+                copy.write_row((*row[:2], libraries, *row[3:], "now"))
         if cells:
             with cur.copy(f"COPY cell_analysis (cell_id, notebook_id, {', '.join(CELL_RENDER_COLUMNS)}) FROM STDIN") as copy:
                 copy.write(cells)
@@ -334,10 +336,13 @@ def plots_for_outputs(*, session: Session, ids: Sequence[int]) -> dict[int, list
 
 
 def libraries_for_notebooks(*, session: Session, ids: Sequence[int]) -> dict[int, list[str]]:
+    """Libraries of each analysed notebook; a notebook never analysed, or whose code was not (NULL: another
+    kernel language), is missing."""
     if not ids:
         return {}
     rows = session.connection().execute(
-        text("SELECT notebook_id, libraries FROM notebook_analysis WHERE notebook_id = ANY(:ids)"), {"ids": list(ids)}
+        text("SELECT notebook_id, libraries FROM notebook_analysis WHERE notebook_id = ANY(:ids) AND libraries IS NOT NULL"),
+        {"ids": list(ids)},
     )
     return {nid: libs for nid, libs in rows}
 

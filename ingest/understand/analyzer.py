@@ -80,6 +80,9 @@ class NotebookFacts:
     cells: list[CellFacts]
     plots: list[PlotFacts]
     libraries: list[str]
+    # why the code was not analysed (a kernel language other than Python), None when it was: the
+    # store then writes no stage, plot kind or library for it (NULL, "not analysed"), only its figures
+    not_analysed: str | None = None
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
@@ -121,7 +124,9 @@ def analyze_cells(cells: list[Any], *, language: str | None = None) -> NotebookF
     """Analyse cells given in notebook order: dicts/NotebookNodes with cell_type, source, outputs.
 
     ``language``: the kernel's language; code in another language than Python (Julia, R) is not
-    parsed, its cells are marked as such and only its figure outputs are recorded.
+    parsed: ``not_analysed`` says so and its cells carry the reason. Its facts keep the shape of an
+    analysed notebook's (figures of kind "other", cells of stage "other") for what reads them in
+    memory; the store writes none of that (``ingest.understand.store``).
     """
     with without_gc(), quiet():
         return _analyze_cells(cells, language)
@@ -143,6 +148,7 @@ def without_gc():
 
 def _analyze_cells(cells: list[Any], language: str | None) -> NotebookFacts:
     foreign = language is not None and language not in ("python", "python2", "python3", "ipython", "ipython3")
+    not_analysed = f"not analysed: the kernel language is {language}" if foreign else None
     scope = Scope()
     facts: list[CellFacts] = []
     plots: list[PlotFacts] = []
@@ -160,7 +166,7 @@ def _analyze_cells(cells: list[Any], language: str | None) -> NotebookFacts:
             continue
         source = sources[position]
         if foreign:
-            cf.parsed, cf.parse_error = False, f"not analysed: the kernel language is {language}"
+            cf.parsed, cf.parse_error = False, not_analysed
             calls, imports, assigned, parsed, visitor = [], [], [], False, None
         else:
             calls, imports, assigned, parsed, visitor = _analyse_code(source, scope, cf)
@@ -225,7 +231,7 @@ def _analyze_cells(cells: list[Any], language: str | None) -> NotebookFacts:
             cf.stage_evidence = [f"introduces code cell {next_stage[1]}"]
         else:
             cf.stage, cf.stage_evidence = "other", ["no code cell follows"]
-    return NotebookFacts(ANALYZER_VERSION, facts, plots, sorted(notebook_libraries))
+    return NotebookFacts(ANALYZER_VERSION, facts, plots, sorted(notebook_libraries), not_analysed)
 
 
 def parse_code(source: str) -> tuple[ast.Module | None, str | None, bool, str, str | None]:

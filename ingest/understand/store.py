@@ -15,7 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ingest.understand.analyzer import ANALYZER_VERSION, NotebookFacts, analyze_notebook, without_gc
+from ingest.understand.analyzer import ANALYZER_VERSION, NotebookFacts, PlotFacts, analyze_notebook, without_gc
+
+
+def _kinds_as_stored(facts: NotebookFacts, plot: PlotFacts) -> tuple[list[str], list[dict[str, Any]] | None, list[str]]:
+    """(plot kinds, evidence, plot calls) of a figure as stored: none for a notebook whose code was not
+    analysed, so its figures count apart from the analysed ones' "other" (plotCounts: kind null)."""
+    if facts.not_analysed:
+        return [], None, []
+    return plot.plot_kinds, plot.evidence, plot.plot_calls
 
 
 def rows_for(notebook_id: int, cell_ids: Sequence[int], facts: NotebookFacts) -> tuple[tuple, list[tuple], list[tuple]]:
@@ -29,6 +37,8 @@ def rows_for(notebook_id: int, cell_ids: Sequence[int], facts: NotebookFacts) ->
             code += 1
             unparsed += not cf.parsed
             visual += cf.is_visualisation
+        if facts.not_analysed:  # no cell_analysis row: the cell's analysis and stage read null, "not analysed"
+            continue
         cells.append((
             cell_ids[cf.position], notebook_id, facts.analyzer_version, cf.parsed, cf.parse_error, cf.ipython_syntax,
             cf.imports or None, cf.calls or None, cf.call_names, cf.libraries, cf.stage, cf.stage_evidence,
@@ -36,10 +46,10 @@ def rows_for(notebook_id: int, cell_ids: Sequence[int], facts: NotebookFacts) ->
         ))
     plots = [
         (cell_ids[p.cell_position], p.output_position, p.mime, notebook_id, p.interactive, facts.analyzer_version,
-         p.plot_kinds, p.evidence, p.plot_calls, p.segment, p.context_before, p.context_after)
+         *_kinds_as_stored(facts, p), p.segment, p.context_before, p.context_after)
         for p in facts.plots if p.cell_position < len(cell_ids)
     ]
-    notebook = (notebook_id, facts.analyzer_version, facts.libraries, code, unparsed, visual)
+    notebook = (notebook_id, facts.analyzer_version, None if facts.not_analysed else facts.libraries, code, unparsed, visual)
     return notebook, cells, plots
 
 
@@ -48,7 +58,7 @@ class RenderedFacts:
     """``NotebookFacts`` as COPY text (cell position first on each line), plus the notebook's counts."""
 
     analyzer_version: int
-    libraries: list[str]
+    libraries: list[str] | None  # None: not analysed (stored as NULL)
     n_code_cells: int
     n_unparsed_cells: int
     n_visualisation_cells: int
@@ -67,6 +77,11 @@ def render_facts(facts: NotebookFacts) -> RenderedFacts:
             code += 1
             unparsed += not cf.parsed
             visual += cf.is_visualisation
+        if facts.not_analysed:
+            # code nobody read (another kernel language) gets no cell_analysis row: its cells' analysis
+            # and stage read null, and its figures are stored with no plot kind, apart from "other"
+            continue
+        if cf.cell_type == "code":
             lines.append(render_code_cell_row(
                 cf.position, v, cf.parsed, cf.parse_error, cf.ipython_syntax, cf.imports or None, cf.calls or None,
                 cf.call_names, cf.libraries, cf.stage, cf.stage_evidence, cf.is_visualisation, cf.plot_kinds))
@@ -75,11 +90,11 @@ def render_facts(facts: NotebookFacts) -> RenderedFacts:
     # a lone surrogate (broken JSON escapes in the notebook) cannot be UTF-8: it becomes "?"
     cells = "".join(lines).encode("utf-8", "replace")
     plots = render_plot_rows(
-        (p.cell_position, p.output_position, p.mime, p.interactive, v, p.plot_kinds, p.evidence, p.plot_calls, p.segment,
+        (p.cell_position, p.output_position, p.mime, p.interactive, v, *_kinds_as_stored(facts, p), p.segment,
          p.context_before, p.context_after)
         for p in facts.plots
     )
-    return RenderedFacts(v, facts.libraries, code, unparsed, visual, cells, plots)
+    return RenderedFacts(v, None if facts.not_analysed else facts.libraries, code, unparsed, visual, cells, plots)
 
 
 def store_facts(*, connection: Any, items: Sequence[tuple[int, Sequence[int], NotebookFacts | RenderedFacts]], replace: bool = True) -> None:
