@@ -7,6 +7,7 @@ merged here so every command is a top-level ``nbatlas <command>``.
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from ingest.commands import COMMAND_MODULES
 
@@ -21,8 +22,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    # click's plain help: rich's tables cut long option names and words at 80 columns and read
+    # brackets in help texts ("[default: ...]") as markup
+    rich_markup_mode=None,
 )
-
 
 
 def _print_version(value: bool) -> None:
@@ -48,7 +51,19 @@ for module in COMMAND_MODULES:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:
+        # A bad NBATLAS_* variable surfaces wherever a command first builds its settings: one line
+        # per variable instead of pydantic's traceback, for every command
+        from ingest.commands._common import console, settings_error_lines
+
+        lines = settings_error_lines(exc)
+        if lines is None:
+            raise
+        for line in lines:
+            console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from db.settings import get_settings
-from ingest.commands._common import console, fail, open_engine
+from ingest.commands._common import check_output_path, console, fail, open_engine, reason
 
 app = typer.Typer()
 out = Console()  # results on stdout; progress and errors on stderr (``console``)
@@ -70,7 +71,7 @@ def ingest_command(
 
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
-    else:
+    elif report.files_seen:  # with no file at all, the error below says it all
         _print_report(report)
     if report.files_seen == 0:
         fail("no notebooks found: folders are searched for *.ipynb files; archives are .zip, .tar, .tar.gz, .tgz, .tar.bz2, .tar.xz")
@@ -102,7 +103,7 @@ def _print_report(report) -> None:
         problems.add_column("stage")
         problems.add_column("reason", overflow="fold")
         for location, member, stage, reason in report.problems[:10]:
-            problems.add_row(_place(location, member), stage, reason)
+            problems.add_row(escape(_place(location, member)), stage, escape(reason))
         out.print(problems)
         if len(report.problems) > 10:
             out.print(f"... and {len(report.problems) - 10} more (table 'problem', run {report.run_id})")
@@ -127,6 +128,8 @@ def get_command(
 
     from db.queries.notebooks import NotebookNotFound, rebuild_notebook, resolve_sha256
 
+    if output is not None:
+        check_output_path(output)
     engine = open_engine()
     with Session(engine) as session:
         try:
@@ -145,8 +148,11 @@ def get_command(
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
-        output.write_bytes(data)
-        console.print(f"wrote {full} to {output}")
+        try:
+            output.write_bytes(data)
+        except OSError as exc:
+            fail(f"cannot write {output}: {reason(exc)}")
+        console.print(f"wrote {full} to {escape(str(output))}")
 
 
 @app.command("stats")

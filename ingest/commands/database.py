@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
+from sqlalchemy import Engine
 
 from db.settings import get_settings
-from ingest.commands._common import console
+from ingest.commands._common import console, database_error, fail, hide_password
 
 app = typer.Typer()
 db_app = typer.Typer(help="Manage the database: migrations and the embedded server.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+
+
+@contextmanager
+def _engine() -> Iterator[Engine]:
+    """The configured database, without the schema check (these commands manage the schema);
+    a database that cannot be reached ends the command with a clear error."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    from db.engine import make_engine
+
+    settings = get_settings()
+    try:
+        engine = make_engine(settings)
+    except Exception as exc:  # the embedded server could not start, or the URL is unusable
+        fail(database_error(settings, exc))
+    try:
+        yield engine
+    except (OperationalError, InterfaceError) as exc:
+        fail(database_error(settings, exc))
+    finally:
+        engine.dispose()
 
 
 @db_app.command("upgrade")
@@ -17,40 +42,44 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
     """Apply migrations up to REVISION (default: the newest)."""
     from db import schema
 
-    from db.engine import make_engine
-
-    engine = make_engine(get_settings())
-    schema.upgrade(engine, revision)
-    console.print(f"database at revision [bold]{schema.current_revision(engine)}[/]")
+    with _engine() as engine:
+        schema.upgrade(engine, revision)
+        console.print(f"database at revision [bold]{schema.current_revision(engine)}[/]")
 
 
 @db_app.command("downgrade")
 def downgrade(revision: str = typer.Argument(..., help="Target revision, or 'base' to drop everything.")) -> None:
     """Undo migrations down to REVISION. 'base' removes every nbatlas table."""
     from db import schema
-    from db.engine import make_engine
 
-    engine = make_engine(get_settings())
-    schema.downgrade(engine, revision)
-    console.print(f"database at revision [bold]{schema.current_revision(engine) or 'base'}[/]")
+    with _engine() as engine:
+        schema.downgrade(engine, revision)
+        console.print(f"database at revision [bold]{schema.current_revision(engine) or 'base'}[/]")
 
 
 @db_app.command("current")
 def current() -> None:
     """Print the database's revision and the one this nbatlas expects."""
     from db import schema
-    from db.engine import make_engine
 
-    engine = make_engine(get_settings())
-    print(f"current: {schema.current_revision(engine) or 'base (empty)'}\nhead:    {schema.head_revision()}")
+    with _engine() as engine:
+        current_revision = schema.current_revision(engine)
+    print(f"current: {current_revision or 'base (empty)'}\nhead:    {schema.head_revision()}")
 
 
 @db_app.command("url")
-def url() -> None:
+def url(
+    show_password: bool = typer.Option(False, "--show-password", help="Print the password too (hidden as *** by default)."),
+) -> None:
     """Print the SQLAlchemy URL of the database (starting the embedded server if needed)."""
     from db.engine import resolve_database_url
 
-    print(resolve_database_url(get_settings()))
+    settings = get_settings()
+    try:
+        resolved = resolve_database_url(settings)
+    except Exception as exc:  # the embedded server could not start
+        fail(database_error(settings, exc))
+    print(resolved if show_password else hide_password(resolved))
 
 
 @db_app.command("stop")

@@ -28,8 +28,8 @@ def embed_command(
         "text-words, plot-descriptor. With the 'ml' extra: st:<sentence-transformers model or path>, "
         "e.g. st:all-MiniLM-L6-v2. Give --space with it.",
     ),
-    workers: int | None = typer.Option(None, "--workers", "-w", help="Worker processes (default: NBATLAS_WORKERS, the number of cores)."),
-    batch: int | None = typer.Option(None, "--batch", help="Cells per batch (default: NBATLAS_EMBED_BATCH)."),
+    workers: int | None = typer.Option(None, "--workers", "-w", min=1, help="Worker processes (default: NBATLAS_WORKERS, the number of cores)."),
+    batch: int | None = typer.Option(None, "--batch", min=1, help="Cells per batch (default: NBATLAS_EMBED_BATCH)."),
     list_models: bool = typer.Option(False, "--list", help="Only list the models with vectors in the database, their counts and indexes."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from ingest.commands._common import api_errors, api_server, console, fail
+from ingest.commands._common import api_errors, api_server, console, fail, reason
 
 app = typer.Typer()
 
@@ -35,6 +36,8 @@ def inspect(
     from db.settings import get_settings
     from ingest.inspect import NotebookUnreadable, describe_notebook
 
+    if html is not None and html.is_dir():
+        fail(f"cannot write {html}: it is a folder")
     settings = get_settings()
     try:
         local = describe_notebook(notebook, max_file_bytes=settings.max_file_bytes, max_image_pixels=settings.max_image_pixels)
@@ -51,8 +54,11 @@ def inspect(
                     on_progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
     if html is not None:
-        html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(render_html(result), encoding="utf-8")
-        console.print(f"wrote [bold]{html}[/]")
+        try:
+            html.parent.mkdir(parents=True, exist_ok=True)
+            html.write_text(render_html(result), encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot write {html}: {reason(exc)}")
+        console.print(f"wrote [bold]{escape(str(html))}[/]")
     else:
         render_terminal(result, Console(highlight=False))

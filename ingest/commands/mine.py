@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
+from rich.markup import escape
+from rich.console import Console
 
 from db.settings import get_settings
 from ingest.commands._common import console, fail, open_engine
@@ -99,7 +100,7 @@ def mine_kaggle(
         f"skipped {report.skipped}, failed {report.failed}; {report.retries} retried calls"
     )
     for ref, reason in report.failures[:20]:
-        console.print(f"  [yellow]{ref}[/]: {reason}")
+        console.print(f"  [yellow]{escape(ref)}[/]: {escape(str(reason))}")
     if len(report.failures) > 20:
         console.print(f"  ... and {len(report.failures) - 20} more: `nbatlas mine show {report.run_id}`")
 
@@ -113,11 +114,20 @@ def runs(limit: int = typer.Option(20, "--limit", min=1, help="How many of the l
 
     with Session(open_engine()) as session:
         rows = latest_runs(session=session, limit=limit)
-    table = Table("run", "kind", "status", "started", "listed", "selected", "pulled", "failed", "retries", "command / spec")
+    if not rows:
+        console.print("no mining or import runs yet: `nbatlas mine kaggle ...` or `nbatlas import kgtorrent|meta-kaggle-code ...` "
+                      "records one")
+        return
+    # lines, not a table: ten columns and a command line do not fit 80 columns
+    out = Console(highlight=False)
     for r in rows:
-        table.add_row(str(r.id), r.kind, r.status, f"{r.started_at:%Y-%m-%d %H:%M}", str(r.listed), str(r.selected),
-                      str(r.pulled), str(r.failed), str(r.retries), r.command or str(r.spec.get("root", "")))
-    console.print(table)
+        started = f"{r.started_at:%Y-%m-%d %H:%M}" if r.started_at else "-"
+        out.print(f"[bold]run {r.id}[/]  {r.kind}  {r.status}  started {started}")
+        out.print(f"  listed {r.listed or 0:,}, selected {r.selected or 0:,}, pulled {r.pulled or 0:,}, "
+                  f"failed {r.failed or 0:,}, {r.retries or 0:,} retried calls")
+        what = r.command or str((r.spec or {}).get("root", ""))
+        if what:
+            out.print(f"  {escape(what)}", soft_wrap=True)
 
 
 @mine_app.command("show")
@@ -175,7 +185,7 @@ def _archive(kind: str, root: Path, meta: Optional[Path], competition: list[str]
         f"already imported {report.already}, problems {report.problems}"
     )
     for line in report.ignored[:10]:
-        console.print(f"  [yellow]ignored[/] {line}")
+        console.print(f"  [yellow]ignored[/] {escape(str(line))}")
 
 
 _ARCHIVE_OPTIONS = dict(

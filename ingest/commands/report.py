@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from ingest.commands._common import api_errors, api_server, console, fail
+from ingest.commands._common import api_errors, api_server, console, fail, reason
 
 app = typer.Typer()
 
@@ -39,6 +40,8 @@ def report(
     from analysis.report import FilterError, build_report, notebook_filter
     from analysis.studies import STUDIES
 
+    if out.exists() and not out.is_dir():
+        fail(f"cannot write the report to {out}: it is a file, not a folder")
     with api_server(server) as url:
         bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                        console=console, transient=False)
@@ -50,9 +53,12 @@ def report(
                     fail(str(exc))
                 with bar:
                     task = bar.add_task("querying", total=len(STUDIES))
-                    sections = build_report(api, out, notebook_filter=flt, filter_text=filters or [],
-                                            on_step=lambda name: bar.update(task, advance=1, description=name))
+                    try:
+                        sections = build_report(api, out, notebook_filter=flt, filter_text=filters or [],
+                                                on_step=lambda name: bar.update(task, advance=1, description=name))
+                    except OSError as exc:
+                        fail(f"cannot write the report to {out}: {reason(exc)}")
     for s in sections:
         mark = "[green]ok[/]" if s.has_data else "[yellow]no data[/]"
         console.print(f"  {mark}  {s.title}")
-    console.print(f"wrote [bold]{out / 'report.md'}[/] and [bold]{out / 'report.html'}[/]")
+    console.print(f"wrote [bold]{escape(str(out / 'report.md'))}[/] and [bold]{escape(str(out / 'report.html'))}[/]")

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from db.settings import get_settings
 from ingest.commands._common import console, fail, open_engine
@@ -224,19 +225,17 @@ def jobs_command(as_json: bool = typer.Option(False, "--json", help="Print as JS
     if as_json:
         print(json.dumps(data, default=str, indent=2))
         return
-    table = Table(title="run requests")
-    for col in ("request", "backend", "image", "notebooks", "results", "queued", "running", "outcomes", "same results", "same plots"):
-        table.add_column(col, justify="left" if col in ("backend", "image", "outcomes") else "right")
+    if not data["requests"]:
+        console.print("no run requests yet: `nbatlas reproduce` re-executes notebooks and records one")
+    # lines, not a table: ten columns and an image name do not fit 80 columns
     for rid, s in data["requests"].items():
         info = data["requests_info"].get(rid, {})
         queued = data["jobs"].get(rid, {})
         outcomes = " ".join(f"[{style}]{key}[/] {s[key]}" for key, style in _STATUS_STYLE.items() if s.get(key))
-        table.add_row(
-            str(rid), str(info.get("backend")), str(info.get("image")), str(s["n_notebooks"]), str(s["n_runs"]),
-            str(queued.get("todo", 0)), str(queued.get("doing", 0)), outcomes or "-", str(s["same_results"]),
-            f"{s['same_plots']} of {s['with_plots']}",
-        )
-    console.print(table)
+        console.print(f"[bold]request {rid}[/]  {escape(str(info.get('backend')))}  {escape(str(info.get('image')))}", soft_wrap=True)
+        console.print(f"  {s['n_notebooks']} notebooks: {s['n_runs']} with a result, {queued.get('todo', 0)} queued, "
+                      f"{queued.get('doing', 0)} running; outcomes: {outcomes or '-'}")
+        console.print(f"  same results {s['same_results']}, same plots {s['same_plots']} of {s['with_plots']}")
     if data["workers"]:
         wt = Table(title="workers")
         for col in ("id", "last heartbeat", "seconds ago", "running"):
@@ -278,7 +277,7 @@ def runner_image_build(
         fail(f"cannot reach the Docker engine ({exc}); start dockerd or set DOCKER_HOST")
     try:
         report = build_runner_image(client, recipe=recipe, tag=tag, cache=cache_dir, rebuild=rebuild, save=not no_save,
-                                    progress=lambda m: console.print(f"[dim]{m}[/]"))
+                                    progress=lambda m: console.print(f"[dim]{escape(str(m))}[/]"))
     except RunnerImageError as exc:
         fail(str(exc))
     console.print(f"{report.tag}: {report.image_id[:19]} ({report.from_cache}) {json.dumps(report.seconds)}")

@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from db.settings import Settings, get_settings
-from ingest.commands._common import console, fail, open_engine
+from ingest.commands._common import check_output_path, console, fail, open_engine, reason
 
 app = typer.Typer()
 
@@ -115,6 +116,7 @@ def export_command(
         flt = filter_from_params(export.TABLES[table].filter_class, pairs)
     except FilterParamError as exc:
         fail(str(exc))
+    check_output_path(output)
 
     engine = open_engine()
     with session_scope(engine) as session:
@@ -131,10 +133,18 @@ def export_command(
                 session=session, table=table, sink=tmp if tmp is not None else sys.stdout.buffer, fmt=fmt,
                 filter=flt, with_data=with_data, on_rows=lambda n: bar.update(task, advance=n),
             )
+    except OSError as exc:  # the file cannot be written (no room, no permission): nothing half-written stays
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        fail(f"cannot write {output}: {reason(exc)}")
     except BaseException:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
         raise
     if tmp is not None:
-        os.replace(tmp, output)  # a file named OUTPUT is always a complete export
-        console.print(f"wrote {rows:,} {table} to [bold]{output}[/] ({fmt})")
+        try:
+            os.replace(tmp, output)  # a file named OUTPUT is always a complete export
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            fail(f"cannot write {output}: {reason(exc)}")
+        console.print(f"wrote {rows:,} {table} to [bold]{escape(str(output))}[/] ({fmt})")

@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from ingest.commands._common import console, fail, open_engine
+from ingest.commands._common import check_output_path, console, fail, open_engine, reason
 
 app = typer.Typer()
 codebook_app = typer.Typer(help="Codebooks: named sets of codes (with descriptions and keyboard keys).", no_args_is_help=True)
@@ -116,9 +118,10 @@ def sample_command(
 
         table = Table("stratum", "matching", "drawn", title=f"strata ({spec.stratify_by}, {spec.allocation})")
         for stratum, (pop, drawn) in sorted(s["strata"].items(), key=lambda kv: (-kv[1][0], kv[0])):
-            table.add_row(stratum, str(pop), str(drawn))
+            table.add_row(escape(str(stratum)), str(pop), str(drawn))
         console.print(table)
-    console.print(f"to draw it again: {s['command']}", soft_wrap=True)
+    again = s["command"] + (f" --codebook {shlex.quote(s['codebook'])}" if s.get("codebook") else "")
+    console.print(f"to draw it again: {escape(again)}", soft_wrap=True)
 
 
 @app.command("samples")
@@ -140,7 +143,7 @@ def samples_command(
                 console.print("no samples yet: draw one with `nbatlas sample --name NAME --n N --seed S`")
             for r in rows:
                 console.print(f"[bold]{r['name']}[/]  {r['n_items']} {r['unit']}s of {r['population']}  "
-                              f"codebook: {r['codebook'] or '-'}  {r['created_at']:%Y-%m-%d %H:%M}  {r['command']}")
+                              f"codebook: {escape(r['codebook'] or '-')}  {r['created_at']:%Y-%m-%d %H:%M}  {escape(r['command'])}")
             return
         try:
             sample = study.require_sample(session=session, name=name)
@@ -165,10 +168,10 @@ def samples_command(
         print(json.dumps({**sample, "progress": progress, "items": listed or None}, indent=2, default=_json_default))
         return
     console.print(f"[bold]{sample['name']}[/]: {sample['n_items']} {sample['unit']}s of {sample['population']} matching; "
-                  f"codebook {book['name'] if book else '-'}")
-    console.print(f"drawn with: {sample['command']}")
+                  f"codebook {escape(book['name']) if book else '-'}")
+    console.print(f"drawn with: {escape(sample['command'])}", soft_wrap=True)
     for p in progress:
-        console.print(f"  {p['annotator']}: {p['coded']}/{p['total']} coded")
+        console.print(f"  {escape(p['annotator'])}: {p['coded']}/{p['total']} coded")
     for item in listed:
         print(f"{item['position'] + 1}\t{item['image_sha256'] or item['notebook_id']}\t{item['stratum'] or ''}")
 
@@ -187,7 +190,7 @@ def codebook_create(
         except study.StudyError as exc:
             fail(str(exc))
         session.commit()
-    console.print(f"created codebook [bold]{name}[/]")
+    console.print(f"created codebook [bold]{escape(name)}[/]")
 
 
 @codebook_app.command("import")
@@ -209,7 +212,7 @@ def codebook_import(
             fail(str(exc))
         session.commit()
     made = " (new codebook)" if result["codebook_created"] else ""
-    console.print(f"codebook [bold]{result['codebook']}[/]{made}: {result['codes_created']} codes added, "
+    console.print(f"codebook [bold]{escape(result['codebook'])}[/]{made}: {result['codes_created']} codes added, "
                   f"{result['codes_updated']} updated")
 
 
@@ -232,7 +235,7 @@ def codebook_add_code(
         except study.StudyError as exc:
             fail(str(exc))
         session.commit()
-    console.print(f"{'updated' if name in existing else 'added'} code [bold]{code['name']}[/] (key {code['key'] or '-'})")
+    console.print(f"{'updated' if name in existing else 'added'} code [bold]{escape(code['name'])}[/] (key {escape(code['key'] or '-')})")
 
 
 @codebook_app.command("list")
@@ -256,10 +259,10 @@ def codebook_list(
         print(json.dumps(rows, indent=2, default=_json_default))
     elif name is None:
         for r in rows:
-            console.print(f"[bold]{r['name']}[/]  {r['n_codes']} codes, {r['n_annotations']} annotations  {r['description']}")
+            console.print(f"[bold]{escape(r['name'])}[/]  {r['n_codes']} codes, {r['n_annotations']} annotations  {escape(r['description'] or '')}")
     else:
         for r in rows:
-            console.print(f"[{r['key'] or ' '}] [bold]{r['name']}[/]  {r['description']}  ({r['n_annotations']} annotations)")
+            console.print(f"{escape('[' + (r['key'] or ' ') + ']')} [bold]{escape(r['name'])}[/]  {escape(r['description'] or '')}  ({r['n_annotations']} annotations)")
 
 
 @annotator_app.command("add")
@@ -276,7 +279,7 @@ def annotator_add(name: str = typer.Argument(..., help="The annotator's name, as
         except study.StudyError as exc:
             fail(str(exc))
         session.commit()
-    console.print(f"annotator [bold]{name}[/] added; their token (shown only now):")
+    console.print(f"annotator [bold]{escape(name)}[/] added; their token (shown only now):")
     print(token)
 
 
@@ -291,7 +294,7 @@ def annotator_token(name: str = typer.Argument(..., help="The annotator.")) -> N
         except study.StudyError as exc:
             fail(str(exc))
         session.commit()
-    console.print(f"new token for [bold]{name}[/] (the old one no longer works):")
+    console.print(f"new token for [bold]{escape(name)}[/] (the old one no longer works):")
     print(token)
 
 
@@ -306,7 +309,7 @@ def annotator_list(as_json: bool = typer.Option(False, "--json", help="Print as 
         print(json.dumps(rows, indent=2, default=_json_default))
         return
     for r in rows:
-        console.print(f"[bold]{r['name']}[/]  {r['n_annotations']} annotations  since {r['created_at']:%Y-%m-%d}")
+        console.print(f"[bold]{escape(r['name'])}[/]  {r['n_annotations']} annotations  since {r['created_at']:%Y-%m-%d}")
 
 
 @annotations_app.command("export")
@@ -320,14 +323,17 @@ def annotations_export(
     (image SHA-256, notebook id and SHA-256, cell id and position), memo and times."""
     from ingest.study import StudyError, export_annotations
 
+    check_output_path(output)
     with _session() as session:
         try:
             n = export_annotations(session=session, out=None if str(output) == "-" else output, sample=sample,
                                    codebook=codebook, annotator=annotator)
         except StudyError as exc:
             fail(str(exc))
+        except OSError as exc:  # the job removed its .part file
+            fail(f"cannot write {output}: {reason(exc)}")
     if str(output) != "-":
-        console.print(f"wrote {n:,} annotations to {output}")
+        console.print(f"wrote {n:,} annotations to {escape(str(output))}")
 
 
 @app.command("agreement")
@@ -352,9 +358,9 @@ def agreement_command(
         return
     from rich.table import Table
 
-    console.print(f"sample [bold]{report['sample']}[/] ({report['n_items']} items), codebook [bold]{report['codebook']}[/]")
+    console.print(f"sample [bold]{escape(report['sample'])}[/] ({report['n_items']} items), codebook [bold]{escape(report['codebook'])}[/]")
     for p in report["progress"]:
-        console.print(f"  {p['annotator']}: {p['coded']}/{p['total']} coded")
+        console.print(f"  {escape(p['annotator'])}: {p['coded']}/{p['total']} coded")
     if len(report["annotators"]) < 2:
         console.print("agreement needs at least two annotators who coded items of the sample")
         return
@@ -364,7 +370,7 @@ def agreement_command(
 
     table = Table("code", "items", "agreement", "kappa", "alpha", *report["annotators"])
     for c in report["codes"]:
-        table.add_row(c["code"], str(c["units"]), fmt(c["percent_agreement"], "{:.0%}"), fmt(c["kappa"]), fmt(c["alpha"]),
+        table.add_row(escape(c["code"]), str(c["units"]), fmt(c["percent_agreement"], "{:.0%}"), fmt(c["kappa"]), fmt(c["alpha"]),
                       *(str(c["applied"][a]) for a in report["annotators"]))
     from rich.console import Console
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.markup import escape
 
 from db.settings import get_settings
 from ingest.commands._common import console, open_engine
@@ -25,6 +26,7 @@ def analyze_command(
     """
     from sqlmodel import Session
 
+    from db.queries.stats import corpus_stats
     from ingest.analyze import analyze
     from ingest.understand import ANALYZER_VERSION
 
@@ -34,14 +36,27 @@ def analyze_command(
     engine = open_engine(settings)
     with Session(engine) as session:
         report = analyze(session=session, settings=settings, rerun=rerun, progress=not quiet and not as_json)
+        current = corpus_stats(session=session)["notebooks"] if not report.notebooks_seen else None
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
+    elif current == 0:
+        console.print("the corpus has no notebooks yet: add some with `nbatlas ingest PATH`")
+    elif current is not None:
+        console.print(
+            f"analyser v{ANALYZER_VERSION}: nothing to do, "
+            + (f"all {current:,} notebooks are" if current > 1 else "the corpus's one notebook is")
+            + " already analysed by this version (--rerun analyses them again)"
+        )
     else:
         console.print(
             f"analyser v{ANALYZER_VERSION}: {report.notebooks_analyzed} of {report.notebooks_seen} notebooks analysed "
             f"({report.cells_analyzed} cells, {report.plots_found} figures) in {report.seconds:.1f}s"
         )
+        if report.not_analysed:
+            nid, why = report.not_analysed[0]
+            console.print(f"{len(report.not_analysed)} of them stored as not analysed, their code being in another "
+                          f"language (e.g. notebook {nid}: {escape(why.removeprefix('not analysed: '))})")
     for notebook_id, error in report.failed:
-        console.print(f"[yellow]notebook {notebook_id} not analysed:[/] {error}")
+        console.print(f"[yellow]notebook {notebook_id} not analysed:[/] {escape(str(error))}")
     if report.failed:
         raise SystemExit(1)
