@@ -121,7 +121,9 @@ class PlotEvidence:
 class Plot:
     mime: str
     interactive: bool = strawberry.field(description="An interactive figure (its JSON stays in the output's data).")
-    plot_kinds: list[str] = strawberry.field(description="One or more of `vocabulary.plotKinds`.")
+    plot_kinds: list[str] = strawberry.field(
+        description="One or more of `vocabulary.plotKinds`; empty when the notebook's code was not analysed (another kernel language)."
+    )
     evidence: list[PlotEvidence]
     plot_calls: list[str] = strawberry.field(description="The plotting calls that drew it (resolved names).")
     segment: int | None = strawberry.field(

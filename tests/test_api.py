@@ -430,8 +430,8 @@ def attempt_injections(base_url: str) -> None:
             filtered = c.query(
                 """query($e: String!, $l: [String!]) {
                     n: notebooks(filter: {language: $l, locationContains: $e}) { totalCount nodes { id } }
-                    c: cells(filter: {sourceContains: $e, cellType: $l}) { totalCount }
-                    i: images(filter: {mime: $l, sha256: $l}) { totalCount }
+                    c: cells(filter: {sourceContains: $e, call: $l}) { totalCount }
+                    i: images(filter: {sha256: $l}) { totalCount }
                     o: outputs(filter: {mimeType: $l, ename: $l}) { totalCount }
                     s: search(query: $e) { nodes { rank } }
                     f: facets(field: LANGUAGE, filter: {language: $l, kernelName: $l}) { value count }
@@ -443,6 +443,10 @@ def attempt_injections(base_url: str) -> None:
             assert filtered["n"]["totalCount"] == filtered["c"]["totalCount"] == 0
             assert filtered["i"]["totalCount"] == filtered["o"]["totalCount"] == 0
             assert filtered["f"] == [] and filtered["img"] is None and filtered["nb"] is None
+            # a closed vocabulary refuses SQL as it refuses any other word outside it
+            for closed in ("cells(filter: {cellType: $l})", "images(filter: {mime: $l})", "plots(filter: {stage: $l})"):
+                with pytest.raises(GraphQLErrors, match="unknown"):
+                    c.query(f"query($l: [String!]) {{ x: {closed} {{ totalCount }} }}", {"l": [evil]})
             for bad_id in (evil, base64.b64encode(f"Notebook:{evil}".encode()).decode()):
                 with pytest.raises(GraphQLErrors):
                     c.query("query($id: ID!) { node(id: $id) { id } }", {"id": bad_id})
