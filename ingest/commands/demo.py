@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from ingest.commands._common import console, fail
 
@@ -50,10 +51,10 @@ def demo(
     except DemoError as exc:
         fail(f"the demo notebooks could not be built: {exc}")
     if corpus.generated:
-        console.print(f"executed {len(corpus.paths)} demo notebooks into [bold]{directory}[/]")
+        console.print(f"executed {len(corpus.paths)} demo notebooks into [bold]{escape(str(directory))}[/]")
     else:
         console.print(
-            f"using the {len(corpus.paths)} demo notebooks already in [bold]{directory}[/] "
+            f"using the {len(corpus.paths)} demo notebooks already in [bold]{escape(str(directory))}[/] "
             "(--regenerate to execute them again)"
         )
 

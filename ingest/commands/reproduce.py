@@ -162,7 +162,7 @@ def reproduce_command(
     if not submitted.n_notebooks:
         fail("no notebook matches the selection" + ("" if all_languages else " (Python notebooks only; --all-languages for all)"))
     console.print(f"run request {submitted.request_id}: {submitted.n_notebooks} notebooks queued "
-                  f"({backend}, {image}, timeout {timeout:g}s)")
+                  f"({backend}, {escape(str(image))}, timeout {timeout:g}s)")
     if workers:
         deps = _worker_deps(engine, backend=backend, trust_notebooks=trust_notebooks, settings=settings)
         progress, update = _progress_printer(engine, submitted.request_id, submitted.n_notebooks, quiet or as_json)
