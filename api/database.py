@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from db.engine import make_engine, resolve_database_url
+from db.queries.filters import hiding_folders
 from db.settings import Settings
 
 log = logging.getLogger("nbatlas.api")
@@ -85,6 +86,8 @@ class Database:
         self.public = public
 
     def read_sync(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        if self.public:  # a filter here matches source locations as this server shows them: no folders
+            kwargs = {k: hiding_folders(v) for k, v in kwargs.items()}
         with Session(self.engine) as session:
             try:
                 return fn(session=session, **kwargs)

@@ -95,7 +95,8 @@ class NotebookFilterInput:
     nbformat: list[int] | None = strawberry.field(default=None, description="nbformat major version on disk (3 or 4).")
     source_kind: list[str] | None = strawberry.field(default=None, description="local | archive | kaggle")
     location_contains: str | None = strawberry.field(
-        default=None, description="Case-insensitive substring of a source's path or Kaggle ref."
+        default=None, description="Case-insensitive substring of a source's path or Kaggle ref (on the public "
+        "server, of a file's or an archive's name: the folders are not shown there, nor searched)."
     )
     has_images: bool | None = None
     min_cells: int | None = None
@@ -241,7 +242,7 @@ def _check_mirrors() -> None:
         (PlotFilterInput, f.PlotFilter),
     ]
     for graphql_input, dataclass in pairs:
-        theirs = {x.name for x in fields(dataclass)}
+        theirs = {x.name for x in fields(dataclass) if not x.metadata.get("option")}  # options are the server's
         ours = set(graphql_input.__annotations__)
         if theirs != ours:
             raise RuntimeError(f"{graphql_input.__name__} and {dataclass.__name__} differ: {sorted(theirs ^ ours)}")

@@ -122,10 +122,14 @@ def export_stream(db: Database, table: str, fmt: str, filter, with_data: bool) -
         if db.public:
             export.allow_long_statements(session=session, ms=db.settings.export_statement_timeout_ms)
         if fmt == "parquet":
-            batches = export.record_batches(session=session, table=table, filter=filter, with_data=with_data)
+            batches = export.record_batches(
+                session=session, table=table, filter=filter, with_data=with_data, hide_folders=db.public
+            )
             yield from parquet_stream(batches, export.arrow_schema(table, with_data=with_data))
         else:
-            yield from export.ndjson_chunks(session=session, table=table, filter=filter, with_data=with_data)
+            yield from export.ndjson_chunks(
+                session=session, table=table, filter=filter, with_data=with_data, hide_folders=db.public
+            )
 
 
 def build_router(db: Database, *, home: Path, thumbnail_max_width: int, max_image_pixels: int) -> APIRouter:

@@ -17,7 +17,7 @@ from strawberry.types import Info
 
 from api.ids import global_id
 from db.queries import browse
-from db.queries.filters import CellFilter, NotebookFilter
+from db.queries.filters import CellFilter, NotebookFilter, location_shown
 from db.queries.search import HIGHLIGHT_START, HIGHLIGHT_STOP
 
 T = TypeVar("T")
@@ -82,7 +82,7 @@ class Source(Node):
     id: strawberry.ID
     db_id: int = strawberry.field(description="Row id (source.id).")
     kind: str = strawberry.field(description="local | archive | kaggle")
-    location: str = strawberry.field(description="Absolute file path, archive path, or Kaggle kernel ref (owner/slug).")
+    stored_location: strawberry.Private[str]
     member: str = strawberry.field(description="Path inside the archive; empty when not from an archive.")
     fetched_at: datetime
     metadata: JSON
@@ -91,9 +91,14 @@ class Source(Node):
     @classmethod
     def from_row(cls, r) -> Source:
         return cls(
-            id=global_id("Source", r.id), db_id=r.id, kind=r.kind, location=r.location, member=r.member,
+            id=global_id("Source", r.id), db_id=r.id, kind=r.kind, stored_location=r.location, member=r.member,
             fetched_at=r.fetched_at, metadata=r.metadata, notebook_id=r.notebook_id,
         )
+
+    @strawberry.field(description="Absolute file path, archive path, or Kaggle kernel ref (owner/slug); on the public "
+                      "server, only the file name (what follows the last /) of a file or an archive.")
+    async def location(self, info: Info) -> str:
+        return location_shown(self.kind, self.stored_location, hide_folders=_ctx(info).db.public)
 
     @strawberry.field
     async def notebook(self, info: Info) -> Notebook:

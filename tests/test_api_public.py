@@ -8,6 +8,7 @@ into any input writes nothing.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -285,3 +286,104 @@ def test_public_mining_runs_leave_out_local_folders(fresh_database, tmp_path):
     assert public["error"] == ("FileNotFoundError: [Errno 2] No such file or directory: '<path>' "
                                "(see https://www.kaggle.com/code/user0/slug-0)")
     assert "private-folder" not in json.dumps(public)
+
+
+# --- what the public server leaves out of a source's location ------------------------------------
+
+SOURCES = """query($where: NotebookFilter) { notebooks(first: 100, filter: $where) {
+    totalCount nodes { dbId sources { kind location member } } } }"""
+
+
+@pytest.fixture(scope="module")
+def private_app(real_corpus_url, tmp_path_factory):
+    """The owner's own (private) server over the same corpus, in process."""
+    from api.app import create_app
+    from db.settings import Settings
+
+    app = create_app(Settings(home=tmp_path_factory.mktemp("private") / "home", database_url=real_corpus_url),
+                     public=False)
+    yield app
+    app.state.db.dispose()
+
+
+def _sources(body: dict) -> list[dict]:
+    assert "errors" not in body, body
+    return [s for n in body["data"]["notebooks"]["nodes"] for s in n["sources"]]
+
+
+def test_public_sources_show_file_names_not_the_ingesting_machines_folders(public_url, private_app):
+    """The owner sees where each file lay; the public server shows its name only, in GraphQL, in the
+    export and on the workbench's notebook page, and its locationContains cannot probe the folders."""
+    from tests.test_api_schema import gql, run
+
+    private = _sources(gql(private_app, SOURCES))
+    r, _ = post(public_url, SOURCES)
+    public = _sources(r.json())
+    assert private and len(public) == len(private)
+    files = [s for s in private if s["kind"] in ("local", "archive")]
+    assert files and all(s["location"].startswith("/") for s in files)  # the real corpus: local files
+    by_name = {s["location"]: s["location"].rsplit("/", 1)[-1] for s in private}
+    assert [s["location"] for s in public] == [
+        by_name[s["location"]] if s["kind"] != "kaggle" else s["location"] for s in private]
+    assert all("/" not in s["location"] for s in public if s["kind"] in ("local", "archive"))
+    assert [s["member"] for s in public] == [s["member"] for s in private]
+
+    # the export's locations column: the same file names, no folder
+    def export_locations(text: str) -> dict[int, list[str]]:
+        return {row["id"]: row["locations"] for row in map(json.loads, text.splitlines())}
+
+    private_export = export_locations(run(private_app, "GET", "/export/notebooks.ndjson").text)
+    r = http_get(f"{public_url}/export/notebooks.ndjson")
+    assert r.status_code == 200, r.text
+    public_export = export_locations(r.text)
+    assert public_export.keys() == private_export.keys()
+    assert any("/" in loc for locs in private_export.values() for loc in locs)
+    assert not any("/" in loc for locs in public_export.values() for loc in locs)
+    assert all(public_export[i] == [loc.rsplit("/", 1)[-1] for loc in locs] for i, locs in private_export.items())
+
+    # the workbench's notebook page: "found at" the file name
+    first = next(s for s in files if re.fullmatch(r"[\w.-]+", s["location"].rsplit("/", 1)[-1]))
+    notebook_id = next(n["dbId"] for n in gql(private_app, SOURCES)["data"]["notebooks"]["nodes"]
+                       if first in n["sources"])
+    folder = first["location"].rsplit("/", 1)[0]
+    assert folder in run(private_app, "GET", f"/notebook/{notebook_id}").text
+    page = http_get(f"{public_url}/notebook/{notebook_id}")
+    assert page.status_code == 200 and by_name[first["location"]] in page.text
+    assert folder not in page.text
+
+    # locationContains: a folder every file lies in matches them all privately, none publicly; a piece
+    # of a file name still matches there
+    names = [s["location"].rsplit("/", 1)[-1].lower() for s in files]
+    shared = set.intersection(*(set(s["location"].split("/")[1:-1]) for s in files))
+    probes = sorted((d for d in shared if d and not any(d.lower() in n for n in names)), key=len)
+    assert probes, shared  # a folder name no file name contains
+    probe = {"where": {"locationContains": probes[-1]}}
+    everything = gql(private_app, SOURCES)["data"]["notebooks"]["totalCount"]
+    assert gql(private_app, SOURCES, probe)["data"]["notebooks"]["totalCount"] == everything > 0
+    r, _ = post(public_url, SOURCES, probe)
+    assert r.json()["data"]["notebooks"] == {"totalCount": 0, "nodes": []}
+    r = http_get(f"{public_url}/export/notebooks.ndjson", params={"location_contains": probes[-1]})
+    assert r.status_code == 200 and r.text == ""
+    piece = by_name[first["location"]].removesuffix(".ipynb")[-15:]  # a piece of one file name
+    r, _ = post(public_url, SOURCES, {"where": {"locationContains": piece}})
+    found = r.json()["data"]["notebooks"]
+    assert found["totalCount"] >= 1 and any(s["location"] == by_name[first["location"]]
+                                            for n in found["nodes"] for s in n["sources"])
+
+
+def test_shown_location_in_sql_agrees_with_the_python_one(engine):
+    """Archives (and the archive importers' folders) are cut to their file name as local files are;
+    a Kaggle ref stays whole. The export and the filter use the SQL form, GraphQL and the workbench
+    the Python one."""
+    from sqlalchemy import String, column, select, values
+
+    from db.queries.filters import location_shown, shown_location
+
+    rows = [("local", "/home/me/corpus/a.ipynb"), ("archive", "/data/dumps/notebooks.zip"),
+            ("kgtorrent", "/data/kgtorrent"), ("kaggle", "someone/some-slug"), ("local", "plain.ipynb")]
+    s = values(column("kind", String), column("location", String), name="s").data(rows)
+    with engine.connect() as conn:
+        shown = conn.execute(select(shown_location(s))).scalars().all()
+    assert shown == ["a.ipynb", "notebooks.zip", "kgtorrent", "someone/some-slug", "plain.ipynb"]
+    assert shown == [location_shown(k, loc, hide_folders=True) for k, loc in rows]
+    assert [location_shown(k, loc, hide_folders=False) for k, loc in rows] == [loc for _, loc in rows]

@@ -25,7 +25,7 @@ from api.database import Database, UserError
 from api.workbench import auth, render
 from api.workbench.pages import GALLERY_PAGE, gallery_page, notebook_page, plot_page, sample_page
 from db.queries import browse, study
-from db.queries.filters import FilterParamError, filter_from_params
+from db.queries.filters import FilterParamError, filter_from_params, location_shown
 from db.queries.notebooks import AmbiguousPrefix, NotebookNotFound, resolve_sha256
 from db.queries.workbench import PlotFilter
 from db.settings import Settings
@@ -54,6 +54,8 @@ def _environment(public: bool) -> Environment:
     )
     env.globals.update(public=public, markdown=render.markdown, code=render.code, strip_ansi=render.strip_ansi)
     env.filters["qs"] = lambda params: urlencode([(k, v) for k, v in params if v not in (None, "")])
+    # a source as this server shows it: the public one leaves out the folders of the ingesting machine
+    env.filters["location"] = lambda source: location_shown(source.kind, source.location, hide_folders=public)
     return env
 
 

@@ -27,10 +27,12 @@ from db.queries.filters import (
     NotebookFilter,
     OutputFilter,
     cell_t,
+    hiding_folders,
     image_t,
     notebook_t,
     output_image_t,
     output_t,
+    shown_location,
     source_t,
 )
 
@@ -43,6 +45,7 @@ class Column:
     sql: Any  # a column expression
     arrow: str  # int32 | int64 | string | strings (a list) | timestamp | binary
     json: bool = False  # JSONB: text in Parquet, nested in NDJSON
+    public_sql: Any = None  # what the public server shows instead, when that differs (no folders)
 
 
 def _arrow_type(name: str):
@@ -90,7 +93,8 @@ TABLES: dict[str, ExportTable] = {
             Column("n_outputs", notebook_t.c.n_outputs, "int32"),
             Column("n_image_outputs", notebook_t.c.n_image_outputs, "int32"),
             Column("source_kinds", _agg_sources(source_t.c.kind), "strings"),
-            Column("locations", _agg_sources(source_t.c.location), "strings"),
+            Column("locations", _agg_sources(source_t.c.location), "strings",
+                   public_sql=_agg_sources(shown_location(source_t))),
             Column("ingested_at", notebook_t.c.ingested_at, "timestamp"),
             Column("metadata", notebook_t.c.metadata, "string", json=True),
         ),
@@ -181,26 +185,34 @@ def arrow_schema(table: str, *, with_data: bool = False):
     return pa.schema([pa.field(c.name, _arrow_type(c.arrow)) for c in _columns(TABLES[table], with_data)])
 
 
-def export_select(table: str, filter: Any = None, *, fmt: str = "ndjson", with_data: bool = False) -> Select:
+def export_select(
+    table: str, filter: Any = None, *, fmt: str = "ndjson", with_data: bool = False, hide_folders: bool = False
+) -> Select:
     """The rows of an export, in key order, shaped for one way of reading them.
 
     * ``ndjson``: one JSON text per row (``row_to_json``): JSON columns nested, bytes in base64.
     * ``columns``: the plain columns (bytes, lists and JSON as they are), for Parquet through ADBC
       and for the benchmark's baseline.
+
+    ``hide_folders`` (the public server): locations are file names and Kaggle refs, and the filter
+    matches them as such (``filters.shown_location``).
     """
     spec = TABLES[table]
     if filter is not None and not isinstance(filter, spec.filter_class):
         raise TypeError(f"{table} takes a {spec.filter_class.__name__}, not {type(filter).__name__}")
     if fmt not in ("ndjson", "columns"):
         raise ValueError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if hide_folders:
+        filter = hiding_folders(filter)
     conds: list[ColumnElement[bool]] = filter.where() if filter is not None else []
     exprs = []
     for c in _columns(spec, with_data):
+        sql = c.public_sql if hide_folders and c.public_sql is not None else c.sql
         if fmt == "ndjson" and c.arrow == "binary":  # JSON has no bytes: base64 on one line
-            b64 = func.encode(c.sql, literal_column("'base64'"))
+            b64 = func.encode(sql, literal_column("'base64'"))
             exprs.append(func.translate(b64, literal_column("E'\\n'"), "").label(c.name))
         else:
-            exprs.append(c.sql.label(c.name))
+            exprs.append(sql.label(c.name))
     rows = select(*exprs).select_from(spec.table).where(*conds).order_by(spec.key)
     if fmt != "ndjson":
         return rows
@@ -377,7 +389,9 @@ def _literal_sql(session: Session, stmt: Select) -> str:
     return psycopg.ClientCursor(connection.connection.dbapi_connection).mogrify(str(compiled), compiled.params)
 
 
-def record_batches(*, session: Session, table: str, filter: Any = None, with_data: bool = False) -> Iterator:
+def record_batches(
+    *, session: Session, table: str, filter: Any = None, with_data: bool = False, hide_folders: bool = False
+) -> Iterator:
     """The export as Arrow record batches (none when nothing matches).
 
     The ADBC PostgreSQL driver runs the SELECT as ``COPY ... TO STDOUT (FORMAT binary)`` and decodes
@@ -386,7 +400,8 @@ def record_batches(*, session: Session, table: str, filter: Any = None, with_dat
     import pyarrow as pa
 
     schema = arrow_schema(table, with_data=with_data)
-    sql = _literal_sql(session, export_select(table, filter, fmt="columns", with_data=with_data))
+    stmt = export_select(table, filter, fmt="columns", with_data=with_data, hide_folders=hide_folders)
+    sql = _literal_sql(session, stmt)
     with _adbc_connection(session) as conn, conn.cursor() as cursor:
         cursor.execute(sql)
         reader = cursor.fetch_record_batch()
@@ -406,10 +421,11 @@ def record_batches(*, session: Session, table: str, filter: Any = None, with_dat
 
 
 def ndjson_chunks(
-    *, session: Session, table: str, filter: Any = None, with_data: bool = False
+    *, session: Session, table: str, filter: Any = None, with_data: bool = False, hide_folders: bool = False
 ) -> Iterator[bytes]:
     """The export as NDJSON, one object per line, in chunks of about 1 MB (not cut at line ends)."""
-    yield from _copy_lines(session, export_select(table, filter, fmt="ndjson", with_data=with_data))
+    stmt = export_select(table, filter, fmt="ndjson", with_data=with_data, hide_folders=hide_folders)
+    yield from _copy_lines(session, stmt)
 
 
 # columns with few distinct values: dictionary-encoded. Elsewhere (sources, output data) building

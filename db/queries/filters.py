@@ -10,10 +10,10 @@ condition in ``where()``; the GraphQL input and the export query parameters foll
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, literal, select, true
+from sqlalchemy import ColumnElement, and_, case, exists, func, literal, select, true
 
 from db import vocab
 from db.models import Cell, Image, Notebook, Output, OutputImage, Run, Source
@@ -78,13 +78,30 @@ def _analysis_conditions(ca, *, library=None, stage=None, plot_kind=None, call=N
     return conds
 
 
+def _criteria(filter_or_class):
+    """The fields that are criteria (an option such as ``hide_folders`` says how to match, not what)."""
+    return [f for f in fields(filter_or_class) if not f.metadata.get("option")]
+
+
+def shown_location(s) -> ColumnElement[str]:
+    """A source's location (``s``: the source table or an alias) as the public server shows it: a
+    local file or an archive by its file name only (what follows the last "/"), so the folders of the
+    machine that ingested the corpus stay private; a Kaggle ref (owner/slug) whole."""
+    return case((s.c.kind == "kaggle", s.c.location), else_=func.regexp_replace(s.c.location, "^.*/", ""))
+
+
+def location_shown(kind: str, location: str, *, hide_folders: bool) -> str:
+    """``shown_location`` for one source row already read (GraphQL, the workbench)."""
+    return location.rsplit("/", 1)[-1] if hide_folders and kind != "kaggle" else location
+
+
 class _Filter:
     def is_empty(self) -> bool:
-        return all(getattr(self, f.name) is None for f in fields(self))  # type: ignore[arg-type]
+        return all(getattr(self, f.name) is None for f in _criteria(self))
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for f in fields(self):  # type: ignore[arg-type]
+        for f in _criteria(self):
             value = getattr(self, f.name)
             if isinstance(value, _Filter):
                 value = value.as_dict() or None
@@ -147,6 +164,9 @@ class NotebookFilter(_Filter):
     kaggle_origin: tuple[str, ...] | None = _words(KAGGLE_ORIGINS)
     mining_run: tuple[int, ...] | None = None  # pulled or imported by these mining runs
     reproduction: ReproductionFilter | None = None  # how its (latest) reproduction run went
+    # not a criterion: on the public server (``hiding_folders``) location_contains sees only what that
+    # server shows, file names, so it cannot probe the folders the corpus was ingested from
+    hide_folders: bool = field(default=False, metadata={"option": True})
 
     def where(self, n=notebook_t) -> list[ColumnElement[bool]]:
         conds: list[ColumnElement[bool]] = []
@@ -166,7 +186,8 @@ class NotebookFilter(_Filter):
             if self.source_kind is not None:
                 sconds.append(s.c.kind.in_(self.source_kind))
             if self.location_contains is not None:
-                sconds.append(s.c.location.ilike(_like_pattern(self.location_contains), escape="\\"))
+                location = shown_location(s) if self.hide_folders else s.c.location
+                sconds.append(location.ilike(_like_pattern(self.location_contains), escape="\\"))
             conds.append(exists(select(literal(1)).select_from(s).where(*sconds)))
         if self.has_images is not None:
             conds.append(n.c.n_image_outputs > 0 if self.has_images else n.c.n_image_outputs == 0)
@@ -365,7 +386,8 @@ def all_of(conds: list[ColumnElement[bool]]) -> ColumnElement[bool]:
 
 __all__ = [
     "CellFilter", "FilterParamError", "ImageFilter", "NotebookFilter", "OutputFilter", "ReproductionFilter", "all_of",
-    "check_vocabularies", "filter_fields", "filter_from_params", "unknown_value_message",
+    "check_vocabularies", "filter_fields", "filter_from_params", "hiding_folders", "location_shown", "shown_location",
+    "unknown_value_message",
 ]
 
 
@@ -395,7 +417,7 @@ def filter_fields(filter_class: type, prefix: str = "") -> dict[str, tuple[type,
 
     out: dict[str, tuple[type, bool]] = {}
     hints = typing.get_type_hints(filter_class)
-    for f in fields(filter_class):
+    for f in _criteria(filter_class):
         hint = hints[f.name]
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         inner = args[0] if args else hint
@@ -466,3 +488,17 @@ def check_vocabularies(filter: _Filter, prefix: str = "") -> None:
         for v in value:
             if v not in known:
                 raise FilterParamError(unknown_value_message(prefix + f.name, v, known))
+
+
+def hiding_folders(value: Any) -> Any:
+    """``value`` with every notebook filter in it, at any depth, matching source locations as the
+    public server shows them (``shown_location``); anything that is not a filter comes back as is."""
+    if not isinstance(value, _Filter):
+        return value
+    changes: dict[str, Any] = {
+        f.name: hiding_folders(getattr(value, f.name)) for f in fields(value)  # type: ignore[arg-type]
+        if isinstance(getattr(value, f.name), _Filter)
+    }
+    if isinstance(value, NotebookFilter):
+        changes["hide_folders"] = True
+    return replace(value, **changes) if changes else value  # type: ignore[type-var]
