@@ -85,15 +85,22 @@ class Source(Node):
     stored_location: strawberry.Private[str]
     member: str = strawberry.field(description="Path inside the archive; empty when not from an archive.")
     fetched_at: datetime
-    metadata: JSON
+    stored_metadata: strawberry.Private[dict]
     notebook_id: strawberry.Private[int]
 
     @classmethod
     def from_row(cls, r) -> Source:
         return cls(
             id=global_id("Source", r.id), db_id=r.id, kind=r.kind, stored_location=r.location, member=r.member,
-            fetched_at=r.fetched_at, metadata=r.metadata, notebook_id=r.notebook_id,
+            fetched_at=r.fetched_at, stored_metadata=r.metadata, notebook_id=r.notebook_id,
         )
+
+    @strawberry.field(description="What the fetch recorded (a Kaggle download: version, spool file); on the public "
+                      "server without local paths.")
+    async def metadata(self, info: Info) -> JSON:
+        from api.kaggle import without_paths  # the rule mining runs follow
+
+        return without_paths(self.stored_metadata) if _ctx(info).db.public else self.stored_metadata
 
     @strawberry.field(description="Absolute file path, archive path, or Kaggle kernel ref (owner/slug); on the public "
                       "server, only the file name (what follows the last /) of a file or an archive.")

@@ -387,3 +387,55 @@ def test_shown_location_in_sql_agrees_with_the_python_one(engine):
     assert shown == ["a.ipynb", "notebooks.zip", "kgtorrent", "someone/some-slug", "plain.ipynb"]
     assert shown == [location_shown(k, loc, hide_folders=True) for k, loc in rows]
     assert [location_shown(k, loc, hide_folders=False) for k, loc in rows] == [loc for _, loc in rows]
+
+
+def test_public_archive_sources_and_kaggle_spools_leave_out_local_folders(fresh_database, tmp_path):
+    """An archive import's sources lie in the folder it read, and a Kaggle download's source records
+    its spool file: the public server shows the archive folder's name, the member as it is, and no
+    spool path."""
+    import shutil
+
+    from sqlmodel import Session
+
+    from api.app import create_app
+    from db.settings import Settings
+    from ingest.kaggle.archives import ArchiveSelection, import_archive
+    from tests.fake_kaggle import REAL_CORPUS, smallest_notebooks
+    from tests.test_api_schema import gql
+
+    url = fresh_database()
+    root = tmp_path / "private-folder" / "kgtorrent"
+    (root / "notebooks").mkdir(parents=True)
+    for i, row in enumerate(smallest_notebooks(2)):
+        shutil.copyfile(REAL_CORPUS / row["file"], root / "notebooks" / f"user{i}_slug-{i}.ipynb")
+    eng = create_engine(url)
+    with Session(eng) as session:
+        import_archive("kgtorrent", root, meta_dir=root, selection=ArchiveSelection(), session=session,
+                       settings=Settings(home=tmp_path / "home", database_url=url))
+        # what `nbatlas mine kaggle` records beside a pulled kernel (ingest/kaggle/mine.py)
+        session.execute(text("UPDATE source SET metadata = :m WHERE kind = 'kgtorrent'"),
+                        {"m": json.dumps({"version": 3, "spool": f"{root}/notebooks/user0_slug-0.ipynb"})})
+        session.commit()
+    eng.dispose()
+    query = ("{ notebooks(first: 10) { nodes { sources { kind location member metadata } } } "
+             'located: notebooks(filter: {locationContains: "private-folder"}) { totalCount } }')
+    seen = {}
+    for public in (False, True):
+        app = create_app(Settings(home=tmp_path / f"home-{public}", database_url=url), public=public)
+        try:
+            body = gql(app, query)
+        finally:
+            app.state.db.dispose()
+        assert "errors" not in body, body
+        seen[public] = body["data"]
+
+    private = [s for n in seen[False]["notebooks"]["nodes"] for s in n["sources"] if s["kind"] == "kgtorrent"]
+    public = [s for n in seen[True]["notebooks"]["nodes"] for s in n["sources"] if s["kind"] == "kgtorrent"]
+    assert len(private) == len(public) == 2 and seen[False]["located"]["totalCount"] == 2
+    assert {s["location"] for s in private} == {str(root)} and private[0]["metadata"]["spool"].startswith(str(root))
+    assert [s["location"] for s in public] == ["kgtorrent", "kgtorrent"]
+    assert sorted(s["member"] for s in public) == sorted(s["member"] for s in private) == [
+        "notebooks/user0_slug-0.ipynb", "notebooks/user1_slug-1.ipynb"]
+    assert [s["metadata"] for s in public] == [{"version": 3, "spool": None}] * 2
+    assert seen[True]["located"]["totalCount"] == 0
+    assert "private-folder" not in json.dumps(seen[True])
