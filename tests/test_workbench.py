@@ -490,6 +490,8 @@ def test_samples_and_codebooks_in_the_browser_forms(client: TestClient, corpus, 
         evil = client.post("/codebooks", data={"name": "evil"}, headers={"Origin": "http://evil.example"},
                            follow_redirects=False)
         assert "log+in" in evil.headers["location"]
+        bad = client.get("/samples/ui-pilot", params={"after": "abc"})
+        assert bad.status_code == 400 and "text/html" in bad.headers["content-type"] and "not a sample position" in bad.text
         page = client.get("/samples/ui-pilot").text
         assert "nbatlas sample --name ui-pilot --n 6 --seed 4 --unit image --stratify-by stage --plot-kind line" in page
         start = re.search(r'id="start-coding" href="([^"]+)"', page).group(1).replace("&amp;", "&")

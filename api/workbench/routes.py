@@ -282,10 +282,13 @@ def build_workbench_router(db: Database, *, settings: Settings, public: bool) ->
                     "specification exists: here it is")
 
     @router.get("/samples/{name}", response_class=HTMLResponse)
-    async def sample(request: Request, name: str, after: int | None = None) -> HTMLResponse:
+    async def sample(request: Request, name: str, after: str | None = None) -> HTMLResponse:
+        # a page, not an API: a bad cursor gets a page saying so, not the framework's 422 JSON
+        if after is not None and not after.isdigit():
+            return page(request, "error.html", status=400, title="Bad page", message=f"not a sample position: after={after!r}")
         annotator = await who(request)
         codebook = request.query_params.get("codebook")
-        data = await db.read(sample_page, name=name, annotator=annotator, after=after,
+        data = await db.read(sample_page, name=name, annotator=annotator, after=int(after) if after else None,
                              codebook_id=int(codebook) if codebook and codebook.isdigit() else None)
         if data is None:
             return not_found(request, f"no sample named {name!r}")
