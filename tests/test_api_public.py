@@ -241,11 +241,9 @@ def test_public_mining_runs_leave_out_local_folders(fresh_database, tmp_path):
 
     from sqlmodel import Session
 
-    from api.app import create_app
     from db.settings import Settings
     from ingest.kaggle.archives import ArchiveSelection, import_archive
     from tests.fake_kaggle import REAL_CORPUS, smallest_notebooks
-    from tests.test_api_schema import gql
 
     url = fresh_database()
     root = tmp_path / "private-folder" / "kgtorrent"
@@ -265,17 +263,8 @@ def test_public_mining_runs_leave_out_local_folders(fresh_database, tmp_path):
         session.commit()
     eng.dispose()
     query = "{ miningRuns { nodes { id kind host pid spec resolved error } } }"
-    runs = {}
-    for public in (False, True):
-        app = create_app(Settings(home=tmp_path / f"home-{public}", database_url=url), public=public)
-        try:
-            body = gql(app, query)
-        finally:
-            app.state.db.dispose()
-        assert "errors" not in body, body
-        (runs[public],) = body["data"]["miningRuns"]["nodes"]
-
-    private, public = runs[False], runs[True]
+    answers = _on_private_and_public_apps(url, tmp_path, query)
+    (private,), (public,) = (answers[p]["miningRuns"]["nodes"] for p in (False, True))
     assert private["spec"]["root"] == str(root) and private["host"] and str(root) in private["error"]
     assert public["kind"] == "kgtorrent" and public["host"] is None and public["pid"] is None
     assert public["spec"]["root"] is None and public["spec"]["meta"] is None
@@ -397,11 +386,9 @@ def test_public_archive_sources_and_kaggle_spools_leave_out_local_folders(fresh_
 
     from sqlmodel import Session
 
-    from api.app import create_app
     from db.settings import Settings
     from ingest.kaggle.archives import ArchiveSelection, import_archive
     from tests.fake_kaggle import REAL_CORPUS, smallest_notebooks
-    from tests.test_api_schema import gql
 
     url = fresh_database()
     root = tmp_path / "private-folder" / "kgtorrent"
@@ -419,15 +406,7 @@ def test_public_archive_sources_and_kaggle_spools_leave_out_local_folders(fresh_
     eng.dispose()
     query = ("{ notebooks(first: 10) { nodes { sources { kind location member metadata } } } "
              'located: notebooks(filter: {locationContains: "private-folder"}) { totalCount } }')
-    seen = {}
-    for public in (False, True):
-        app = create_app(Settings(home=tmp_path / f"home-{public}", database_url=url), public=public)
-        try:
-            body = gql(app, query)
-        finally:
-            app.state.db.dispose()
-        assert "errors" not in body, body
-        seen[public] = body["data"]
+    seen = _on_private_and_public_apps(url, tmp_path, query)
 
     private = [s for n in seen[False]["notebooks"]["nodes"] for s in n["sources"] if s["kind"] == "kgtorrent"]
     public = [s for n in seen[True]["notebooks"]["nodes"] for s in n["sources"] if s["kind"] == "kgtorrent"]
@@ -439,3 +418,21 @@ def test_public_archive_sources_and_kaggle_spools_leave_out_local_folders(fresh_
     assert [s["metadata"] for s in public] == [{"version": 3, "spool": None}] * 2
     assert seen[True]["located"]["totalCount"] == 0
     assert "private-folder" not in json.dumps(seen[True])
+
+
+def _on_private_and_public_apps(url: str, tmp_path, query: str) -> dict[bool, dict]:
+    """The data of one query asked of a private app and of a public one over the same database."""
+    from api.app import create_app
+    from db.settings import Settings
+    from tests.test_api_schema import gql
+
+    answers = {}
+    for public in (False, True):
+        app = create_app(Settings(home=tmp_path / f"home-{public}", database_url=url), public=public)
+        try:
+            body = gql(app, query)
+        finally:
+            app.state.db.dispose()
+        assert "errors" not in body, body
+        answers[public] = body["data"]
+    return answers
