@@ -348,6 +348,8 @@ def render_terminal(ins: Inspection, console) -> None:
     grid.add_row("format", f"nbformat {local['nbformat']} (on disk {local['original_nbformat']}), "
                  f"{escape(str(local['language'] or 'unknown language'))}, {len(local['cells'])} cells, "
                  f"{len(local['figures'])} figures")
+    if local.get("not_analysed"):
+        grid.add_row("code", escape(f"{local['not_analysed']}: no stage, library or plot kind"))
     if ins.record:
         grid.add_row("corpus", f"[green]in the corpus[/] as notebook {ins.record['dbId']} on {escape(ins.server)}: "
                      + escape(notebook_label(ins.record)))
@@ -535,6 +537,8 @@ def render_html(ins: Inspection) -> str:
             f"{_e(notebook_label(ins.record))}<br>{srcs}</td></tr>")
     else:
         add(f"<tr><th>corpus</th><td><strong>not in the corpus</strong> of {_e(ins.server)} (no notebook with this SHA-256)</td></tr>")
+    if local.get("not_analysed"):
+        add(f"<tr><th>code</th><td>{_e(local['not_analysed'])}: no stage, library or plot kind</td></tr>")
     add(f"<tr><th>inspected</th><td>{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, code analyser v{local['analyzer_version']}</td></tr>")
     add("</table></section>")
 

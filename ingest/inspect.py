@@ -18,6 +18,7 @@ from typing import Any
 
 from db.queries.codec import IMAGE_MIMES, SVG_MIME
 
+NOT_ANALYSED = "not analysed"  # the stage shown for a cell whose code the analyser does not read
 SOURCE_CHARS = 20_000  # of a cell kept for display and for the similarity query: the start says what it does
 
 
@@ -90,6 +91,9 @@ def describe_notebook(path: str | Path, *, max_file_bytes: int, max_image_pixels
         raise NotebookUnreadable(f"{path}: not a notebook ({type(exc).__name__}: {exc})") from None
 
     facts = analyze_notebook(nb)
+    # code in another kernel language is not analysed: shown as such, as the database stores it (no
+    # stage, plot kind or library), not as the analyser's placeholder "other"
+    unread = facts.not_analysed is not None
     cells_in = nb.get("cells") or []
     kernel_name, language = _kernel(nb.get("metadata") or {})
     cells = []
@@ -100,11 +104,11 @@ def describe_notebook(path: str | Path, *, max_file_bytes: int, max_image_pixels
             "cell_type": cf.cell_type,
             "source": source[:SOURCE_CHARS],
             "source_chars": len(source),
-            "stage": cf.stage,
-            "stage_evidence": list(cf.stage_evidence),
-            "libraries": list(cf.libraries),
+            "stage": NOT_ANALYSED if unread else cf.stage,
+            "stage_evidence": [] if unread else list(cf.stage_evidence),
+            "libraries": [] if unread else list(cf.libraries),
             "is_visualisation": cf.is_visualisation,
-            "plot_kinds": list(cf.plot_kinds),
+            "plot_kinds": [] if unread else list(cf.plot_kinds),
             "parsed": cf.parsed,
             "parse_error": cf.parse_error,
             "n_outputs": len(cell.get("outputs") or []),
@@ -121,12 +125,13 @@ def describe_notebook(path: str | Path, *, max_file_bytes: int, max_image_pixels
             "output_position": pf.output_position,
             "mime": pf.mime,
             "interactive": pf.interactive,
-            "plot_kinds": list(pf.plot_kinds),
-            "evidence": [e.get("rule") or e.get("call") for e in pf.evidence],
-            "plot_calls": list(pf.plot_calls),
+            "plot_kinds": [] if unread else list(pf.plot_kinds),
+            "evidence": [] if unread else [e.get("rule") or e.get("call") for e in pf.evidence],
+            "plot_calls": [] if unread else list(pf.plot_calls),
             "context_before": pf.context_before,
             "context_after": pf.context_after,
-            "stage": facts.cells[pf.cell_position].stage if pf.cell_position < len(facts.cells) else None,
+            "stage": NOT_ANALYSED if unread else (facts.cells[pf.cell_position].stage
+                                                  if pf.cell_position < len(facts.cells) else None),
             "image": image,
         })
     return {
@@ -140,7 +145,8 @@ def describe_notebook(path: str | Path, *, max_file_bytes: int, max_image_pixels
         "language": language,
         "title": _title(cells_in),
         "analyzer_version": ANALYZER_VERSION,
-        "libraries": list(facts.libraries),
+        "libraries": [] if unread else list(facts.libraries),
+        "not_analysed": facts.not_analysed,
         "cells": cells,
         "figures": figures,
     }

@@ -290,3 +290,16 @@ def test_similar_plots_of_one_cell_are_told_apart(real_corpus_url, tmp_path):
     assert len(places) >= 3
     assert len(set(places)) == len(places), places
     assert all(p.startswith(f"cell {cell_position}, output ") for p in places)
+
+
+def test_a_julia_notebook_is_shown_as_not_analysed(corpus, public_url):
+    """As the database stores it: no stage, library or plot kind, not the analyser's placeholder "other"."""
+    julia = REAL_CORPUS / "jiahao__ijulia-notebooks-assorted__BlockSVD.ipynb"
+    done = inspect_cli(corpus, str(julia), "--server", public_url, "-k", "1")
+    assert done.returncode == 0, done.stderr
+    sections = section_texts(done.stdout)
+    assert "not analysed: the kernel language is julia" in sections["Notebook"]
+    outline = sections["Outline"].splitlines()[1]  # leading markdown cells still make an "other" run
+    assert re.fullmatch(r"(other \(\d+\) → )?not analysed \(\d+\)", outline.strip()), outline
+    figures = re.findall(r"^.*cell \d+, stage .*$", sections["Visualisations"], re.M)
+    assert len(figures) == 12 and all("stage not analysed" in f and "other" not in f for f in figures), figures
