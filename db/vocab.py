@@ -1,8 +1,8 @@
-"""The vocabularies of code understanding: plot kinds and ML pipeline stages.
+"""Closed vocabularies: plot kinds and ML pipeline stages (code understanding), failure classes (reproduction).
 
-They live in ``db`` because both sides need them and neither may import the other: the analyser
-(``ingest.understand``) writes these words into the database, and the API validates filters
-against them and lists them for clients.
+They live in ``db`` because both sides need them and neither may import the other: ``ingest``
+(the analyser, the reproduction classifier) writes these words into the database, and the API
+validates filters against them and lists them for clients.
 """
 
 from __future__ import annotations
@@ -19,4 +19,11 @@ PLOT_KINDS: tuple[str, ...] = (
 STAGES: tuple[str, ...] = (
     "setup", "data_loading", "exploration", "preprocessing", "feature_engineering", "modelling", "tuning",
     "evaluation", "explanation", "prediction", "other",
+)
+
+# why a reproduction run failed (ingest.reproduce.failures decides which; the API filters on them)
+FAILURE_CLASSES: tuple[str, ...] = (
+    "missing_module", "missing_data_file", "out_of_order", "name_error", "python2", "syntax_error",
+    "library_api_change", "network", "timeout", "memory", "killed", "unsupported_language", "infrastructure",
+    "exception",
 )

@@ -197,6 +197,16 @@ def test_facets_and_filters_by_reproducibility(app, reproduced):
     assert by_notebook["runs"]["totalCount"] == 1
 
 
+def test_a_typo_in_a_failure_class_filter_is_refused(app, reproduced):
+    """failureClass is a closed vocabulary (db.vocab.FAILURE_CLASSES): a typo would match nothing, silently."""
+    body = gql(app, 'query { notebooks(filter: {reproduction: {failureClass: ["missing_modul"]}}) { totalCount } }')
+    message = body["errors"][0]["message"]
+    assert "reproduction.failure_class: unknown value 'missing_modul'" in message
+    assert "did you mean 'missing_module'" in message and "library_api_change" in message
+    ok = data(app, '{ notebooks(filter: {reproduction: {failureClass: ["missing_module", "network"]}}) { totalCount } }')
+    assert ok["notebooks"]["totalCount"] == 1
+
+
 def test_requests_pages_summary_and_node_lookup(app, reproduced):
     _, _, request_id, _ = reproduced
     requests = data(app, """{ runRequests { totalCount nodes { id dbId backend nNotebooks

@@ -331,3 +331,44 @@ def test_job_folders_of_gone_processes_are_swept_by_name(tmp_path, monkeypatch):
 
     assert sweep_job_folders() == 1
     assert not orphan.exists() and ours.exists() and unrelated.exists()
+
+
+def test_failure_classes_of_causes_the_real_corpus_hits(tmp_path):
+    """The causes the full-corpus run left as a bare `exception`, with the messages the real libraries
+    raise: matplotlib's renamed seaborn styles (jakevdp's and donnemartin's notebooks), a `pip install`
+    through subprocess in the offline sandbox (dalloliogm's ensembles) and `ls ../input/...` through
+    check_output (adgirish's TMDB notebook)."""
+    import matplotlib.pyplot as plt
+
+    with pytest.raises(OSError) as style:
+        plt.style.use("seaborn-whitegrid")  # renamed seaborn-v0_8-whitegrid in matplotlib 3.6, gone in 3.8
+    cls, detail = classify_failure("error", "OSError", str(style.value))
+    assert cls == "library_api_change" and "'seaborn-whitegrid'" in detail
+    # a style file of the author's own that is not there is not an API change
+    with pytest.raises(OSError) as own:
+        plt.style.use(str(tmp_path / "mystyle"))
+    assert classify_failure("error", "OSError", str(own.value))[0] != "library_api_change"
+
+    with pytest.raises(subprocess.CalledProcessError) as ls:
+        subprocess.check_output(["ls", "../input/tmdb-movie-metadata/"], cwd=tmp_path, stderr=subprocess.DEVNULL)
+    assert classify_failure("error", "CalledProcessError", str(ls.value)) == ("missing_data_file", "../input/tmdb-movie-metadata/")
+    shell = subprocess.run("cat ../input/train.csv", shell=True, cwd=tmp_path, capture_output=True)
+    shell_error = subprocess.CalledProcessError(shell.returncode, "cat ../input/train.csv")
+    assert classify_failure("error", "CalledProcessError", str(shell_error)) == ("missing_data_file", "../input/train.csv")
+
+    # pip's own exit status with no network is 1; what the exception says is the command
+    for command, shown in ((["pip", "install", "-q", "optuna"], "pip install -q optuna"),
+                           ([sys.executable, "-m", "pip", "install", "plotly"], f"{sys.executable} -m pip install plotly"),
+                           (b"pip install -q plotly\n", "pip install -q plotly")):  # a %%sh cell
+        error = subprocess.CalledProcessError(1, command)
+        assert classify_failure("error", "CalledProcessError", str(error)) == ("network", shown), str(error)
+    other = subprocess.CalledProcessError(128, ["git", "clone", "https://github.com/x/y"])
+    assert classify_failure("error", "CalledProcessError", str(other)) == ("exception", "CalledProcessError")
+
+
+def test_failure_classes_are_the_vocabulary_the_api_checks():
+    from db.vocab import FAILURE_CLASSES
+    from ingest.reproduce import failures, scoring
+
+    assert failures.FAILURE_CLASSES is FAILURE_CLASSES and scoring.classify_failure is failures.classify_failure
+    assert {"missing_module", "missing_data_file", "library_api_change", "network", "exception"} <= set(FAILURE_CLASSES)

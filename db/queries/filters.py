@@ -117,7 +117,7 @@ class ReproductionFilter(_Filter):
 
     request_id: tuple[int, ...] | None = None
     status: tuple[str, ...] | None = _words(RUN_STATUSES)
-    failure_class: tuple[str, ...] | None = None  # missing_module | missing_data_file | name_error | ...
+    failure_class: tuple[str, ...] | None = _words(vocab.FAILURE_CLASSES)  # missing_module | missing_data_file | ...
     ran_without_error: bool | None = None
     same_results: bool | None = None
     same_results_ignoring_images: bool | None = None
