@@ -103,6 +103,39 @@ def test_scoring_sees_real_differences_and_forgives_noise():
     assert score.same_results is False and score.same_plots is False
 
 
+def test_a_cell_whose_code_was_stripped_but_outputs_kept_is_not_reproduced():
+    # an exercise "solution": three code cells have no source but keep the author's outputs (a table, 2 plots);
+    # a run cannot redraw them, so the notebook did not give the same results or plots
+    nb = _read("guipsamora__pandas_exercises__07_Visualization__Scores__Solutions.ipynb")
+    stripped = [i for i, c in enumerate(nb["cells"])
+                if c["cell_type"] == "code" and not "".join(c["source"]).strip() and c.get("outputs")]
+    assert len(stripped) == 3
+    assert sum(len(images_of(nb["cells"][i]["outputs"])) for i in stripped) == 2
+    executed = copy.deepcopy(nb)  # what a run gives: the cells with code as the original, the empty ones without output
+    statuses = {}
+    for i, c in enumerate(executed["cells"]):
+        if c["cell_type"] == "code":
+            runnable = bool("".join(c["source"]).strip())
+            statuses[i] = "ok" if runnable else "skipped"
+            if not runnable:
+                c["outputs"], c["execution_count"] = [], None
+    score = score_notebook(nb, executed, statuses, "ok")
+    assert score.ran_without_error
+    assert score.same_results is False and score.same_plots is False
+    assert score.n_images_compared == 2 and score.n_images_same == 0
+    assert score.n_cells_compared == 1 + len(stripped)
+    for i in stripped:
+        cell = score.cells[i]
+        assert cell.comparison == "different" and cell.details == {"no_code": True}
+        assert "no code" in cell.difference
+    # a run that draws nothing still has nothing to say about empty cells the author never ran
+    empty = _tiny("", "print(1)")
+    empty["cells"][1]["outputs"] = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    empty["cells"][1]["execution_count"] = 1
+    again = score_notebook(empty, copy.deepcopy(empty), {0: "skipped", 1: "ok"}, "ok")
+    assert again.cells[0].comparison == "not_compared" and again.same_results is True
+
+
 def test_text_normalisation():
     assert texts_equivalent("<matplotlib.lines.Line2D at 0x7f3a2c1e5f10>", "<matplotlib.lines.Line2D at 0x7fee01234567>")
     assert texts_equivalent("loss 0.30000000000000004", "loss 0.3")
@@ -303,10 +336,29 @@ def test_cli_reproduce_local_backend_on_real_notebooks(fresh_database, tmp_path)
     assert dict(jobs) == {"succeeded": len(names)}
     assert cells == 0
 
+    # script762 is markdown only: its run is "ok" with no code to run, and the summaries say so
+    assert [r.n_code_cells for r in runs if r.status == "ok"] == [0]
+    assert (summary["ok"], summary["no_code"], summary["runs_with_code"], summary["ok_with_code"]) == (1, 1, 2, 0)
+    assert summary["ok_rate"] == pytest.approx(1 / 3, abs=1e-3) and summary["ok_rate_with_code"] == 0.0
+
     shown = _nbatlas(["jobs", "--json"], env)
     assert shown.returncode == 0
     overview = json.loads(shown.stdout)
     assert overview["requests"][str(summary["request_id"])]["n_runs"] == len(names)
+    assert overview["requests"][str(summary["request_id"])]["no_code"] == 1
+
+    from api.app import create_app
+    from tests.test_api_schema import gql
+
+    app = create_app(Settings(home=tmp_path / "home", database_url=url), public=False)
+    try:
+        body = gql(app, "{ runRequests { nodes { summary { nRuns ok okRate noCode runsWithCode okWithCode okRateWithCode } } } }")
+    finally:
+        app.state.db.dispose()
+    assert "errors" not in body, body["errors"]
+    assert body["data"]["runRequests"]["nodes"][0]["summary"] == {
+        "nRuns": 3, "ok": 1, "okRate": pytest.approx(1 / 3, abs=1e-3),
+        "noCode": 1, "runsWithCode": 2, "okWithCode": 0, "okRateWithCode": 0.0}
     eng.dispose()
 
 
@@ -372,3 +424,21 @@ def test_failure_classes_are_the_vocabulary_the_api_checks():
 
     assert failures.FAILURE_CLASSES is FAILURE_CLASSES and scoring.classify_failure is failures.classify_failure
     assert {"missing_module", "missing_data_file", "library_api_change", "network", "exception"} <= set(FAILURE_CLASSES)
+
+
+def test_no_docker_engine_is_one_clear_line(fresh_database, tmp_path):
+    """`worker`, `reproduce` and `runner-image build` with no engine at DOCKER_HOST: one line naming
+    where nbatlas looked and what to do, exit 1 (the worker printed a 400-line traceback)."""
+    url = fresh_database()
+    env = cli_env(url, tmp_path / "home") | {"DOCKER_HOST": f"unix://{tmp_path}/no-such.sock", "COLUMNS": "80"}
+    for args in (["worker", "--drain"], ["reproduce", "--workers", "1"], ["runner-image", "build"]):
+        done = _nbatlas(args, env, timeout=120)
+        assert done.returncode == 1, (args, done.stderr[-2000:])
+        assert done.stderr.strip().splitlines() == [
+            f"error: cannot reach the Docker engine at unix://{tmp_path}/no-such.sock (FileNotFoundError: No such file "
+            "or directory); start dockerd or set DOCKER_HOST"], args
+    # --trust-notebooks: requests made with --backend local need no engine, so the worker says so and runs
+    local_only = _nbatlas(["worker", "--drain", "--trust-notebooks"], env, timeout=120)
+    assert local_only.returncode == 0, local_only.stderr[-2000:]
+    assert "this worker runs only the jobs of --backend local requests" in local_only.stderr
+    assert "Traceback" not in local_only.stderr

@@ -14,7 +14,8 @@ bits the similarity feature stores in ``image_phash``) and by mean pixel differe
 
 Per notebook, the measures of Pimentel et al. (2019, "A large-scale study about quality and
 reproducibility of Jupyter notebooks"): *ran without error*; *same results* (every cell the
-original executed produced equivalent outputs); plus *same results ignoring images* and
+original executed produced equivalent outputs; a cell whose code was stripped but whose outputs
+were kept, as exercise notebooks do, was not reproduced); plus *same results ignoring images* and
 *same plots*. A measure is None when there is nothing to compare (the original has no outputs,
 or no plots).
 """
@@ -255,7 +256,8 @@ def normalise_svg(raw: bytes) -> str:
 @dataclass
 class CellScore:
     position: int
-    comparison: str | None  # same | different | not_compared | missing | None (not a code cell)
+    # same | different (also: no code left, but the original has outputs) | not_compared | missing | None (not a code cell)
+    comparison: str | None
     text_same: bool | None = None
     images_same: bool | None = None
     n_images_original: int = 0
@@ -293,9 +295,21 @@ def compare_cell(position: int, original: dict[str, Any], reproduced: dict[str, 
     original_outputs = original.get("outputs") or []
     if original.get("execution_count") is None and not original_outputs:
         return CellScore(position, "not_compared")  # the author never ran it: nothing to reproduce
-    if not _joined(original.get("source")).strip() or status == "skipped":
-        return CellScore(position, "not_compared")  # no code (exercise notebooks strip it): nothing to run
     pictures_a = images_of(original_outputs)
+    if not _joined(original.get("source")).strip():
+        texts_a = text_items(original_outputs)
+        if not texts_a and not pictures_a:
+            return CellScore(position, "not_compared")  # no code and nothing to reproduce
+        # Exercise notebooks strip the code but keep its outputs: the run cannot redraw them, so
+        # the original's results were not reproduced (counting the cell as same would claim they were).
+        return CellScore(
+            position, "different", text_same=not texts_a, images_same=False if pictures_a else None,
+            n_images_original=len(pictures_a), details={"no_code": True},
+            difference=(f"the cell has no code: the original's {len(texts_a)} text outputs and "
+                        f"{len(pictures_a)} plots cannot be reproduced"),
+        )
+    if status == "skipped":
+        return CellScore(position, "not_compared")
     if reproduced is None or status in (None, "not_run", "skipped"):
         return CellScore(position, "missing", n_images_original=len(pictures_a), difference="the run stopped before this cell")
     reproduced_outputs = reproduced.get("outputs") or []
