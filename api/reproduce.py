@@ -109,7 +109,9 @@ class RunCell:
     execution_count: int | None
     truncated_bytes: int = strawberry.field(description="Output bytes dropped by the run's output cap.")
     comparison: str | None = strawberry.field(
-        description="same | different | not_compared (the original never ran it) | missing (the run never reached it)"
+        description="same | different (also: the cell has no code but the original kept its outputs, which no run "
+                    "can reproduce) | not_compared (the original never ran it, or it has no code and no output) | "
+                    "missing (the run never reached it)"
     )
     text_same: bool | None = strawberry.field(description="Text outputs equal after normalisation.")
     images_same: bool | None = strawberry.field(description="Every image matched by perceptual hash.")
@@ -260,11 +262,20 @@ class ReproducibilitySummary:
     oom: int
     killed: int
     infrastructure_error: int
+    no_code: int = strawberry.field(
+        description="Runs of notebooks with no code cell to run (markdown only, or only empty code cells): their "
+                    "status is ok, and they are counted in `ok` and `okRate`.")
+    runs_with_code: int = strawberry.field(description="Runs of notebooks with at least one code cell to run (nRuns - noCode).")
+    ok_with_code: int = strawberry.field(description="Ran without error, among the runs of notebooks with code.")
     same_results: int
     same_results_ignoring_images: int
     same_plots: int
     with_plots: int = strawberry.field(description="Runs whose original had plots to compare.")
-    ok_rate: float | None = strawberry.field(description="Ran without error / runs.")
+    ok_rate: float | None = strawberry.field(
+        description="Ran without error / runs, counting notebooks with no code as ok: quote okRateWithCode.")
+    ok_rate_with_code: float | None = strawberry.field(
+        description="Ran without error / runs, over the notebooks that have code (okWithCode / runsWithCode): "
+                    "the rate to quote.")
     same_results_rate: float | None
     same_results_ignoring_images_rate: float | None
     same_plots_rate: float | None = strawberry.field(description="Same plots / runs with plots.")

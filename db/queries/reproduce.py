@@ -351,7 +351,10 @@ def run_facets(*, session: Session, filter: RunFilter | None = None, fields: Seq
 
 
 def reproducibility_summary(*, session: Session, request_ids: Sequence[int] | None = None) -> dict[int, dict[str, Any]]:
-    """Per request: notebooks asked, results so far, and the Pimentel et al. rates over the results."""
+    """Per request: notebooks asked, results so far, and the Pimentel et al. rates over the results.
+
+    ``no_code`` counts the runs of notebooks with no code cell to run (their status is ``ok``);
+    ``ok_with_code`` / ``ok_rate_with_code`` leave them out."""
     rows = session.execute(
         text(
             """
@@ -363,6 +366,9 @@ def reproducibility_summary(*, session: Session, request_ids: Sequence[int] | No
                    count(*) FILTER (WHERE r.status = 'oom') AS oom,
                    count(*) FILTER (WHERE r.status = 'killed') AS killed,
                    count(*) FILTER (WHERE r.status = 'infrastructure_error') AS infrastructure_error,
+                   count(*) FILTER (WHERE r.n_code_cells = 0) AS no_code,
+                   count(*) FILTER (WHERE r.n_code_cells > 0) AS runs_with_code,
+                   count(*) FILTER (WHERE r.status = 'ok' AND r.n_code_cells > 0) AS ok_with_code,
                    count(*) FILTER (WHERE r.same_results) AS same_results,
                    count(*) FILTER (WHERE r.same_results_ignoring_images) AS same_results_ignoring_images,
                    count(*) FILTER (WHERE r.same_plots) AS same_plots,
@@ -382,6 +388,9 @@ def reproducibility_summary(*, session: Session, request_ids: Sequence[int] | No
         for key in ("ok", "same_results", "same_results_ignoring_images"):
             d[f"{key}_rate"] = round(d[key] / n, 4) if n else None
         d["same_plots_rate"] = round(d["same_plots"] / d["with_plots"], 4) if d["with_plots"] else None
+        # a notebook with no code (markdown only, or empty code cells) "runs without error" trivially:
+        # the rate a study quotes is over the notebooks that have code to run
+        d["ok_rate_with_code"] = round(d["ok_with_code"] / d["runs_with_code"], 4) if d["runs_with_code"] else None
         out[d["request_id"]] = d
     return out
 
