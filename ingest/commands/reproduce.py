@@ -27,6 +27,28 @@ def _docker_client():
     return docker.from_env(timeout=300)
 
 
+def _no_engine(exc: Exception) -> str:
+    """One line for "no Docker engine here": where we looked, the cause in plain words, what to do."""
+    import re
+
+    where = os.environ.get("DOCKER_HOST") or "the local socket"
+    text = str(exc)
+    # docker-py wraps the transport error: "Error while fetching server API version: ('Connection
+    # aborted.', FileNotFoundError(2, 'No such file or directory'))"; its innermost words are the cause
+    found = re.findall(r"(\w+Error)\(\d+, '([^']+)'\)", text)
+    errno = re.findall(r"\[Errno -?\d+\] ([^'\"()]+)", text)
+    cause = f"{found[-1][0]}: {found[-1][1]}" if found else errno[-1].strip() if errno else text[:200]
+    return f"cannot reach the Docker engine at {where} ({cause}); start dockerd or set DOCKER_HOST"
+
+
+def _engine_problem() -> Exception | None:
+    try:
+        _docker_client().ping()
+    except Exception as exc:  # noqa: BLE001 - docker.from_env and ping fail in many ways that all mean the same here
+        return exc
+    return None
+
+
 def _worker_deps(engine, *, backend: str, trust_notebooks: bool, settings):
     from ingest.reproduce.jobs import WorkerDeps
 
@@ -150,8 +172,8 @@ def reproduce_command(
             local.check()
     except BackendUnavailable as exc:
         fail(str(exc))
-    except Exception as exc:  # docker.from_env: no engine configured
-        fail(f"cannot use the Docker engine: {exc}")
+    except Exception as exc:  # noqa: BLE001 - docker.from_env: no engine configured
+        fail(_no_engine(exc))
 
     limits = Limits(memory_mb=memory_mb, cpus=cpus, pids=pids, scratch_mb=scratch_mb)
     app = jobs.make_app(engine.url.render_as_string(hide_password=False), pool_size=max(4, workers + 3))
@@ -205,9 +227,17 @@ def worker_command(
     from ingest.reproduce import jobs
 
     settings = get_settings()
+    backend = "any"
+    if (problem := _engine_problem()) is not None:
+        if not trust_notebooks:
+            fail(_no_engine(problem))
+        # --trust-notebooks: the requests made with --backend local need no engine
+        console.print(f"[yellow]warning:[/] {escape(_no_engine(problem))}; this worker runs only the jobs of "
+                      "--backend local requests")
+        backend = "local"
     engine = open_engine(settings)
     app = jobs.make_app(engine.url.render_as_string(hide_password=False), pool_size=max(4, concurrency + 3))
-    deps = _worker_deps(engine, backend="any", trust_notebooks=trust_notebooks, settings=settings)
+    deps = _worker_deps(engine, backend=backend, trust_notebooks=trust_notebooks, settings=settings)
     console.print(f"worker {deps.name}: {concurrency} at a time" + (", until the queue is empty" if drain else ", Ctrl-C to stop"))
     jobs.run_workers(app, deps, jobs.WorkerOptions(concurrency=concurrency, drain=drain, request_id=request_id,
                                                    heartbeat_s=heartbeat, stalled_after_s=stalled_after))
@@ -274,7 +304,7 @@ def runner_image_build(
         client = _docker_client()
         client.ping()
     except Exception as exc:  # noqa: BLE001
-        fail(f"cannot reach the Docker engine ({exc}); start dockerd or set DOCKER_HOST")
+        fail(_no_engine(exc))
     try:
         report = build_runner_image(client, recipe=recipe, tag=tag, cache=cache_dir, rebuild=rebuild, save=not no_save,
                                     progress=lambda m: console.print(f"[dim]{escape(str(m))}[/]"))
