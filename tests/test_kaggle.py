@@ -281,3 +281,39 @@ def test_spec_validation_and_equivalent_command():
     spec = MiningSpec(top_competitions=5, sort_by="votes", top_percent=5)
     assert spec.command() == "nbatlas mine kaggle --top-competitions 5 --sort-by votes --top-percent 5"
     assert spec.spec_hash() == MiningSpec(top_competitions=5, top_percent=5.0).spec_hash()
+
+
+def test_an_empty_listing_is_reported_not_passed_off_as_a_finished_run(fake, catalog, fresh_database, tmp_path):
+    """A misspelt competition or dataset lists nothing (the fake answers as Kaggle does, with an empty
+    page): the run says which listing was empty and what to check, and still records the run (exit 0)."""
+    url = fresh_database()
+    env = {**cli_env(url, tmp_path / "home"), **fake.client_env(tmp_path), **FAST, "COLUMNS": "300"}
+
+    def mine(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ingest.cli", "mine", "kaggle", *args, "--no-progress"], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+    comp = mine("--competition", "no-such-comp", "--limit", "2")
+    assert comp.returncode == 0, comp.stderr[-2000:]
+    assert "listed 0, selected 0" in comp.stderr
+    assert ("warning: Kaggle listed no Python notebook for competition 'no-such-comp': check the slug, as in "
+            "kaggle.com/competitions/<slug>") in comp.stderr
+    both = mine("--competition", "titanic", "--competition", "no-such-comp", "--dataset", "nobody/nothing", "--limit", "1")
+    assert both.returncode == 0, both.stderr[-2000:]
+    warnings = [line for line in both.stderr.splitlines() if line.startswith("warning:")]
+    # titanic's notebooks use no dataset nobody/nothing either: both listings are empty, both named
+    assert warnings == [f"warning: Kaggle listed no Python notebook for competition {slug!r} and dataset 'nobody/nothing': "
+                        "check the slug, as in kaggle.com/competitions/<slug>, or the criteria together match nothing"
+                        for slug in ("titanic", "no-such-comp")]
+    dataset = mine("--dataset", "nobody/nothing", "--limit", "2")
+    assert dataset.returncode == 0 and "for dataset 'nobody/nothing': check owner/slug" in dataset.stderr
+    found = mine("--competition", "digit-recognizer", "--limit", "1")
+    assert found.returncode == 0 and "warning:" not in found.stderr and "listed 1" in found.stderr, found.stderr
+    engine = create_engine(url)
+    with Session(engine) as s:
+        runs = s.execute(select(MiningRun.status, MiningRun.listed).order_by(MiningRun.id)).all()
+    engine.dispose()
+    assert [tuple(r) for r in runs] == [("finished", 0), ("finished", 0), ("finished", 0), ("finished", 1)]
+
+    bogus = mine("--competition", "titanic", "--sort-by", "bogus")
+    assert bogus.returncode == 2 and "error: --sort-by 'bogus': Input should be 'votes'" in bogus.stderr

@@ -24,6 +24,20 @@ app.add_typer(import_app, name="import")
 SIZE_HELP = "Per competition (or per listing without one): "
 
 
+def _invalid_options(exc) -> str:
+    """A pydantic ValidationError of a spec built from the options, in the options' names."""
+    messages = []
+    for e in exc.errors():
+        msg = e["msg"].removeprefix("Value error, ")
+        field = str(e["loc"][0]) if e.get("loc") else None
+        option = {"competitions": "competition"}.get(field, field)
+        if option and option != "__root__":
+            bad = e.get("input")
+            msg = f"--{option.replace('_', '-')}" + (f" {bad!r}" if isinstance(bad, (str, int, float)) else "") + f": {msg}"
+        messages.append(msg)
+    return "; ".join(messages)
+
+
 @mine_app.command("kaggle")
 def mine_kaggle(
     competition: list[str] = typer.Option([], "--competition", "-c", help="Competition slug (repeatable), e.g. titanic."),
@@ -60,7 +74,7 @@ def mine_kaggle(
     from pydantic import ValidationError
 
     from ingest.kaggle.client import KaggleCallError, KaggleClient, KaggleCredentialsError
-    from ingest.kaggle.mine import MiningError, MiningSpec, mine_kaggle as run_mining
+    from ingest.kaggle.mine import MiningError, MiningSpec, empty_listing_message, mine_kaggle as run_mining
     from ingest.kaggle.politeness import KaggleSettings, Politeness
 
     try:
@@ -71,7 +85,7 @@ def mine_kaggle(
             seed=seed, with_outputs=with_outputs, with_data=with_data,
         )
     except ValidationError as exc:
-        fail("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()), code=2)
+        fail(_invalid_options(exc), code=2)
     overrides = {k: v for k, v in (("concurrency", concurrency), ("requests_per_second", rate)) if v is not None}
     kaggle_settings = KaggleSettings(**overrides)
     settings = get_settings()
@@ -103,6 +117,8 @@ def mine_kaggle(
         console.print(f"  [yellow]{escape(ref)}[/]: {escape(str(reason))}")
     if len(report.failures) > 20:
         console.print(f"  ... and {len(report.failures) - 20} more: `nbatlas mine show {report.run_id}`")
+    for label in report.empty_listings:
+        console.print(f"[yellow]warning:[/] {escape(empty_listing_message(label))}", soft_wrap=True)
 
 
 @mine_app.command("runs")
@@ -169,7 +185,7 @@ def _archive(kind: str, root: Path, meta: Optional[Path], competition: list[str]
         selection = ArchiveSelection(competitions=competition, sort_by=sort_by, limit=limit, top_percent=top_percent,
                                      sample=sample, seed=seed, versions=versions, language=language)
     except ValidationError as exc:
-        fail("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()), code=2)
+        fail(_invalid_options(exc), code=2)
     settings = get_settings()
     with Session(open_engine(settings)) as session:
         try:

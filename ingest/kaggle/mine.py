@@ -19,6 +19,7 @@ import json
 import math
 import os
 import random
+import re
 import shlex
 import socket
 import threading
@@ -156,6 +157,28 @@ class MiningReport:
     failed: int = 0
     retries: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    # scopes (labels) whose listing held no Python notebook: a misspelt competition or dataset
+    # lists nothing rather than failing, so the run would otherwise look like a successful empty one
+    empty_listings: list[str] = field(default_factory=list)
+
+
+_SCOPE_HINTS = {
+    "competition": "check the slug, as in kaggle.com/competitions/<slug>",
+    "dataset": "check owner/slug, as in kaggle.com/datasets/<owner>/<slug>",
+    "search": "try another term",
+    "user": "check the user name, as in kaggle.com/<user>",
+}
+
+
+def empty_listing_message(label: str) -> str:
+    """What to tell the researcher about a scope that listed no Python notebook."""
+    parts = re.split(r"(?:^| )(competition|dataset|search|user):", label)[1:]
+    named = list(zip(parts[::2], parts[1::2]))
+    what = " and ".join(f"{key} {value!r}" for key, value in named) or label
+    hints = "; ".join(_SCOPE_HINTS[key] for key, _ in named[:1])  # the first criterion is the likely typo
+    if len(named) > 1:
+        hints += ", or the criteria together match nothing"
+    return f"Kaggle listed no Python notebook for {what}" + (f": {hints}" if hints else "")
 
 
 @dataclass
@@ -487,6 +510,7 @@ class KaggleMiner:
             if run.listed_at is None:
                 report.listed = report.selected = 0
                 self._list(run, report)
+            report.empty_listings = [label for label, n in ((run.resolved or {}).get("listed") or {}).items() if not n]
             self._pull(run, report)
             run.status, run.finished_at = "finished", utcnow()
             self._save_counts(run, report)
