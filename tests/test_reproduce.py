@@ -428,35 +428,14 @@ def test_failure_classes_are_the_vocabulary_the_api_checks():
 
 def test_no_docker_engine_is_one_clear_line(fresh_database, tmp_path):
     """`worker`, `reproduce` and `runner-image build` with no engine at DOCKER_HOST: one line naming
-    where nbatlas looked and what to do, exit 1 (the worker printed a 400-line traceback)."""
+    where nbatlas looked and what to do, exit 1 (the worker printed a 400-line traceback). The worker
+    refuses to start even with --trust-notebooks: it would record every docker job as an infrastructure error."""
     url = fresh_database()
     env = cli_env(url, tmp_path / "home") | {"DOCKER_HOST": f"unix://{tmp_path}/no-such.sock", "COLUMNS": "80"}
-    for args in (["worker", "--drain"], ["reproduce", "--workers", "1"], ["runner-image", "build"]):
+    for args in (["worker", "--drain"], ["worker", "--drain", "--trust-notebooks"], ["reproduce", "--workers", "1"],
+                 ["runner-image", "build"]):
         done = _nbatlas(args, env, timeout=120)
         assert done.returncode == 1, (args, done.stderr[-2000:])
         assert done.stderr.strip().splitlines() == [
             f"error: cannot reach the Docker engine at unix://{tmp_path}/no-such.sock (FileNotFoundError: No such file "
             "or directory); start dockerd or set DOCKER_HOST"], args
-    # --trust-notebooks: requests made with --backend local need no engine, so the worker says so and runs
-    local_only = _nbatlas(["worker", "--drain", "--trust-notebooks"], env, timeout=120)
-    assert local_only.returncode == 0, local_only.stderr[-2000:]
-    assert "this worker runs only the jobs of --backend local requests" in local_only.stderr
-    assert "Traceback" not in local_only.stderr
-
-
-def test_no_docker_engine_is_one_clear_line(fresh_database, tmp_path):
-    """`worker`, `reproduce` and `runner-image build` with no engine at DOCKER_HOST: one line naming
-    where nbatlas looked and what to do, exit 1 (the worker printed a 400-line traceback)."""
-    url = fresh_database()
-    env = cli_env(url, tmp_path / "home") | {"DOCKER_HOST": f"unix://{tmp_path}/no-such.sock", "COLUMNS": "80"}
-    for args in (["worker", "--drain"], ["reproduce", "--workers", "1"], ["runner-image", "build"]):
-        done = _nbatlas(args, env, timeout=120)
-        assert done.returncode == 1, (args, done.stderr[-2000:])
-        assert done.stderr.strip().splitlines() == [
-            f"error: cannot reach the Docker engine at unix://{tmp_path}/no-such.sock (FileNotFoundError: No such file "
-            "or directory); start dockerd or set DOCKER_HOST"], args
-    # --trust-notebooks: requests made with --backend local need no engine, so the worker says so and runs
-    local_only = _nbatlas(["worker", "--drain", "--trust-notebooks"], env, timeout=120)
-    assert local_only.returncode == 0, local_only.stderr[-2000:]
-    assert "this worker runs only the jobs of --backend local requests" in local_only.stderr
-    assert "Traceback" not in local_only.stderr

@@ -227,17 +227,13 @@ def worker_command(
     from ingest.reproduce import jobs
 
     settings = get_settings()
-    backend = "any"
+    # before taking any job: without an engine every docker job would be recorded as an
+    # infrastructure error (even with --trust-notebooks, the queue may hold docker requests)
     if (problem := _engine_problem()) is not None:
-        if not trust_notebooks:
-            fail(_no_engine(problem))
-        # --trust-notebooks: the requests made with --backend local need no engine
-        console.print(f"[yellow]warning:[/] {escape(_no_engine(problem))}; this worker runs only the jobs of "
-                      "--backend local requests")
-        backend = "local"
+        fail(_no_engine(problem))
     engine = open_engine(settings)
     app = jobs.make_app(engine.url.render_as_string(hide_password=False), pool_size=max(4, concurrency + 3))
-    deps = _worker_deps(engine, backend=backend, trust_notebooks=trust_notebooks, settings=settings)
+    deps = _worker_deps(engine, backend="any", trust_notebooks=trust_notebooks, settings=settings)
     console.print(f"worker {deps.name}: {concurrency} at a time" + (", until the queue is empty" if drain else ", Ctrl-C to stop"))
     jobs.run_workers(app, deps, jobs.WorkerOptions(concurrency=concurrency, drain=drain, request_id=request_id,
                                                    heartbeat_s=heartbeat, stalled_after_s=stalled_after))
