@@ -21,11 +21,13 @@ from strawberry.types import Info
 
 from api import types as t
 from api.context import _by_key, _children
+from api.database import UserError
 from api.ids import db_id, global_id
 from api.inputs import NotebookFilterInput
 from db.models.reproduce import CELL_STATUSES, RUN_STATUSES
 from db.queries import reproduce as q
 from db.queries import runs as runs_q
+from db.queries.filters import FilterParamError, check_vocabularies
 
 RunStatus = strawberry.enum(
     Enum("RunStatus", {s.upper(): s for s in RUN_STATUSES}),
@@ -338,13 +340,18 @@ class RunFilterInput:
         def values(v):
             return tuple(x.value if isinstance(x, Enum) else x for x in v) if v is not None else None
 
-        return q.RunFilter(
+        built = q.RunFilter(
             request_id=tuple(db_id(i, "RunRequest") for i in self.request_id) if self.request_id is not None else None,
             status=values(self.status), failure_class=values(self.failure_class), backend=values(self.backend),
             ran_without_error=self.ran_without_error, same_results=self.same_results,
             same_results_ignoring_images=self.same_results_ignoring_images, same_plots=self.same_plots,
             notebook=self.notebook.to_filter() if self.notebook is not None else None,
         )
+        try:  # a failure class nobody stores would match nothing, silently
+            check_vocabularies(built)
+        except FilterParamError as e:
+            raise UserError(str(e)) from None
+        return built
 
 
 RunFacetField = strawberry.enum(

@@ -205,6 +205,9 @@ def test_a_typo_in_a_failure_class_filter_is_refused(app, reproduced):
     assert "did you mean 'missing_module'" in message and "library_api_change" in message
     ok = data(app, '{ notebooks(filter: {reproduction: {failureClass: ["missing_module", "network"]}}) { totalCount } }')
     assert ok["notebooks"]["totalCount"] == 1
+    runs = gql(app, '{ runs(filter: {failureClass: ["missing_modul"]}) { totalCount } }')
+    assert runs["errors"][0]["message"].startswith("failure_class: unknown value 'missing_modul' (did you mean 'missing_module'?)")
+    assert data(app, '{ runs(filter: {failureClass: ["missing_module"]}) { totalCount } }')["runs"]["totalCount"] == 1
 
 
 def test_requests_pages_summary_and_node_lookup(app, reproduced):

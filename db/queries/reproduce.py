@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.types import BigInteger
 from sqlmodel import Session
 
+from db import vocab
 from db.models import Image, Notebook, Run, RunCell, RunOutput, RunOutputImage, RunRequest
 from db.queries.filters import NotebookFilter, _Filter
 
@@ -293,7 +294,7 @@ class RunFilter(_Filter):
 
     request_id: tuple[int, ...] | None = None
     status: tuple[str, ...] | None = None
-    failure_class: tuple[str, ...] | None = None
+    failure_class: tuple[str, ...] | None = field(default=None, metadata={"vocabulary": vocab.FAILURE_CLASSES})
     backend: tuple[str, ...] | None = None
     ran_without_error: bool | None = None
     same_results: bool | None = None

@@ -93,6 +93,12 @@ def _print_summary(engine, request_id: int) -> None:
     for key in _STATUS_STYLE:
         if s.get(key):
             table.add_row(f"[{_STATUS_STYLE[key]}]{key}[/]", str(s[key]), f"{s[key] / n:.1%}")
+    if s["no_code"]:
+        # their "ok" is trivial: the rate to quote leaves them out
+        table.add_row("  no code to run (counted in ok)", str(s["no_code"]), f"{s['no_code'] / n:.1%}")
+        if s["runs_with_code"]:
+            table.add_row("ok, of notebooks with code", f"{s['ok_with_code']} of {s['runs_with_code']}",
+                          f"{s['ok_rate_with_code']:.1%}")
     table.add_row("same results", str(s["same_results"]), f"{s['same_results'] / n:.1%}")
     table.add_row("same results ignoring images", str(s["same_results_ignoring_images"]), f"{s['same_results_ignoring_images'] / n:.1%}")
     if s["with_plots"]:
@@ -261,7 +267,8 @@ def jobs_command(as_json: bool = typer.Option(False, "--json", help="Print as JS
         console.print(f"[bold]request {rid}[/]  {escape(str(info.get('backend')))}  {escape(str(info.get('image')))}", soft_wrap=True)
         console.print(f"  {s['n_notebooks']} notebooks: {s['n_runs']} with a result, {queued.get('todo', 0)} queued, "
                       f"{queued.get('doing', 0)} running; outcomes: {outcomes or '-'}")
-        console.print(f"  same results {s['same_results']}, same plots {s['same_plots']} of {s['with_plots']}")
+        console.print(f"  ok with code {s['ok_with_code']} of {s['runs_with_code']} ({s['no_code']} with no code to run), "
+                      f"same results {s['same_results']}, same plots {s['same_plots']} of {s['with_plots']}")
     if data["workers"]:
         wt = Table(title="workers")
         for col in ("id", "last heartbeat", "seconds ago", "running"):
