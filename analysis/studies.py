@@ -293,6 +293,9 @@ _RUN_FACETS = """query($fields: [RunFacetField!]!, $filter: RunFilter, $first: I
   runFacets(fields: $fields, filter: $filter, first: $first) { field values { value count } }
 }"""
 _RUN_TOTAL = "query($filter: RunFilter) { runs(first: 1, filter: $filter) { totalCount } }"
+_OK_RUNS = """query($first: Int, $after: String, $filter: RunFilter) {
+  runs(first: $first, after: $after, filter: $filter) { nodes { nCodeCells } pageInfo { hasNextPage endCursor } }
+}"""
 
 
 def _run_facets(api: NbatlasClient, fields: list[str], nf: dict | None) -> dict[str, dict[Any, int]]:
@@ -326,11 +329,15 @@ def reproducibility(api: NbatlasClient, out: Path, nf: dict | None = None) -> Se
     same = facets.get("SAME_RESULTS", {})
     ok = sum(n for s, n in status.items() if (s or "").lower() == "ok")
     identical = sum(n for v, n in same.items() if str(v).lower() == "true")
+    # a notebook with no code to run "finishes" trivially: shown apart, so the rate is not inflated
+    no_code = sum(1 for run in api.paginate(_OK_RUNS, "runs", {"filter": {"status": ["OK"], **({"notebook": nf} if nf else {})}})
+                  if run["nCodeCells"] == 0)
     # Pimentel et al. (2019), Table: executed -> exceptions / finished -> same / different results
     outcome = [
         ("runs", total),
         ("finished with an exception or limit", total - ok),
         ("finished without error", ok),
+        ("  of which no code to run", no_code),
         ("  same results", identical),
         ("  different results", ok - identical),
     ]

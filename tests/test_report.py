@@ -279,14 +279,16 @@ def test_reproducibility_tables_equal_sql_with_given_server(reproduced, tmp_path
     got = {(r["table"], r["row"]): int(r["runs"]) for r in read_csv(out / "reproducibility.csv")}
     eng = create_engine(url)
     try:
-        total, ok, same = rows(eng, "SELECT count(*), count(*) FILTER (WHERE status = 'ok'), "
-                                    "count(*) FILTER (WHERE status = 'ok' AND same_results) FROM run")[0]
+        total, ok, same, no_code = rows(eng, "SELECT count(*), count(*) FILTER (WHERE status = 'ok'), "
+                                             "count(*) FILTER (WHERE status = 'ok' AND same_results), "
+                                             "count(*) FILTER (WHERE status = 'ok' AND n_code_cells = 0) FROM run")[0]
         causes = rows(eng, "SELECT failure_class, count(*) FROM run WHERE failure_class IS NOT NULL GROUP BY 1")
     finally:
         eng.dispose()
     assert (total, ok, same) == (3, 2, 1)
     assert got[("outcome", "runs")] == total
     assert got[("outcome", "finished without error")] == ok
+    assert got[("outcome", "of which no code to run")] == no_code
     assert got[("outcome", "finished with an exception or limit")] == total - ok
     assert got[("outcome", "same results")] == same
     assert got[("outcome", "different results")] == ok - same
