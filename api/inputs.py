@@ -41,9 +41,9 @@ def _values(values):
     return tuple(v.value if isinstance(v, Enum) else v for v in values) if values is not None else None
 
 
-def _checked(cls):
+def vocabulary_checked(cls):
     """Closed vocabularies beyond plot kind and stage (cell type, output type, image format, source
-    kind, run status) refuse a typo here too, as the HTTP export and the CLI do: a value nobody
+    kind, failure class) refuse a typo here too, as the HTTP export and the CLI do: a value nobody
     stores would otherwise match nothing, silently."""
     build = cls.to_filter
 
@@ -86,7 +86,7 @@ class ReproductionFilterInput:
 
 
 @strawberry.input(name="NotebookFilter", description="Notebooks matching every criterion given (a list matches any of its values).")
-@_checked
+@vocabulary_checked
 class NotebookFilterInput:
     ids: list[strawberry.ID] | None = None
     sha256: list[str] | None = None
@@ -137,7 +137,7 @@ def _notebook(value: NotebookFilterInput | None) -> f.NotebookFilter | None:
 
 
 @strawberry.input(name="CellFilter", description="Cells matching every criterion given.")
-@_checked
+@vocabulary_checked
 class CellFilterInput:
     ids: list[strawberry.ID] | None = None
     cell_type: list[str] | None = strawberry.field(default=None, description="code | markdown | raw")
@@ -165,7 +165,7 @@ class CellFilterInput:
 
 
 @strawberry.input(name="OutputFilter", description="Outputs matching every criterion given.")
-@_checked
+@vocabulary_checked
 class OutputFilterInput:
     output_type: list[str] | None = strawberry.field(
         default=None, description="execute_result | display_data | stream | error"
@@ -184,7 +184,7 @@ class OutputFilterInput:
 
 
 @strawberry.input(name="ImageFilter", description="Images matching every criterion given.")
-@_checked
+@vocabulary_checked
 class ImageFilterInput:
     sha256: list[str] | None = None
     mime: list[str] | None = strawberry.field(default=None, description="image/png | image/jpeg | image/gif | image/svg+xml")
@@ -214,7 +214,7 @@ class ImageFilterInput:
 
 
 @strawberry.input(name="PlotFilter", description="Figures matching every criterion given.")
-@_checked
+@vocabulary_checked
 class PlotFilterInput:
     plot_kind: list[str] | None = strawberry.field(default=None, description="Any of these: `vocabulary.plotKinds`.")
     stage: list[str] | None = strawberry.field(default=None, description="The stage of the cell that drew it.")

@@ -408,13 +408,14 @@ def test_plot_kind_precision_at_5_over_the_default_image_space(db):
         assert macro >= floor  # regression floors just below the figures measured when the labels came (0.760, 0.602)
     shas = list(labels)
     matrix = np.array([vectors[sha] for sha in shas])
-    scored, sizes = _precision_at_5(matrix, [labels[sha] for sha in shas])
+    per_image = _image_precisions(matrix, [labels[sha] for sha in shas])
+    scored, sizes = _precision_at_5(matrix, [labels[sha] for sha in shas], per_image)
     print(f"\nprecision@5 of same-kind neighbours, default image space ({model.name} v{model.version}):")
     for kind, p in sorted(scored.items(), key=lambda kv: -kv[1]):
         print(f"  {kind:22s} n={sizes[kind]:3d}  {p:.2f}")
     macro = float(np.mean(list(scored.values())))
     print(f"  macro over {len(scored)} kinds: {macro:.3f} (issue 5 target: 0.6)")
-    resampled = _notebook_bootstrap(matrix, [labels[sha] for sha in shas], [notebooks[sha] for sha in shas])
+    resampled = _notebook_bootstrap(per_image, [labels[sha] for sha in shas], [notebooks[sha] for sha in shas])
     low, high = np.quantile(resampled, [0.025, 0.975])
     print(f"  over {len(resampled)} resamples of the {len(set(notebooks.values()))} labelled notebooks: "
           f"95% of them between {low:.3f} and {high:.3f} (sd {resampled.std():.3f})")
@@ -446,9 +447,10 @@ def _notebook_half(notebook: str) -> str:
     return "A" if hashlib.sha256(notebook.encode()).digest()[0] % 2 == 0 else "B"
 
 
-def _precision_at_5(matrix: np.ndarray, kinds: list[set[str]]) -> tuple[dict[str, float], Counter]:
+def _precision_at_5(matrix: np.ndarray, kinds: list[set[str]], per_image: np.ndarray | None = None) -> tuple[dict[str, float], Counter]:
     """Per kind: mean share of each image's 5 nearest (cosine) sharing a kind with it."""
-    per_image = _image_precisions(matrix, kinds)
+    if per_image is None:
+        per_image = _image_precisions(matrix, kinds)
     sizes = Counter(k for ks in kinds for k in ks)
     return {k: float(np.mean([p for p, ks in zip(per_image, kinds) if k in ks])) for k in _scored(sizes)}, sizes
 
@@ -465,7 +467,7 @@ def _scored(sizes: Counter) -> list[str]:
     return sorted(k for k, n in sizes.items() if n >= 6 and k != "other")
 
 
-def _notebook_bootstrap(matrix: np.ndarray, kinds: list[set[str]], notebooks: list[str], draws: int = 2000) -> np.ndarray:
+def _notebook_bootstrap(per_image: np.ndarray, kinds: list[set[str]], notebooks: list[str], draws: int = 2000) -> np.ndarray:
     """The macro figure over resamples of the labelled notebooks (drawn with replacement).
 
     Images of one notebook share a style, and several kinds come from 3-9 notebooks, so the figure
@@ -473,7 +475,6 @@ def _notebook_bootstrap(matrix: np.ndarray, kinds: list[set[str]], notebooks: li
     neighbours among all labelled images; only which images are asked about is resampled. Draws that
     lose every image of a kind are left out (a macro over fewer kinds is another figure).
     """
-    per_image = _image_precisions(matrix, kinds)
     member = np.array([[k in ks for ks in kinds] for k in _scored(Counter(k for ks in kinds for k in ks))], float)
     names = sorted(set(notebooks))
     owner = np.array([names.index(n) for n in notebooks])
